@@ -1,0 +1,1 @@
+"""Ray actors: thin @ray.remote shells around plain classes (partition owners, dispatchers)."""

@@ -1,0 +1,71 @@
+"""The clients one process shares: Redis, the idempotent producer, topic admin, the registry.
+
+Created lazily, so importing the SDK or building a service touches no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cached_property
+
+from redis.asyncio import Redis
+
+from cluster.kafka_clients import AsyncProducer, producer_config
+from cluster.registry import StreamRegistry
+from cluster.settings import Settings, get_settings
+from cluster.topics import TopicAdmin
+
+
+class Bus:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._redis: Redis | None = None
+        self._redis_loop = 0
+
+    @property
+    def redis(self) -> Redis:
+        """One client per event loop: redis.asyncio connections cannot cross loops."""
+        loop = _loop_id()
+        if self._redis is None or self._redis_loop != loop:
+            self._redis = Redis.from_url(
+                self.settings.redis, socket_connect_timeout=5, socket_timeout=30
+            )
+            self._redis_loop = loop
+        return self._redis
+
+    @cached_property
+    def producer(self) -> AsyncProducer:
+        return AsyncProducer(producer_config(self.settings))
+
+    @cached_property
+    def topics(self) -> TopicAdmin:
+        return TopicAdmin(self.settings)
+
+    @property
+    def streams(self) -> StreamRegistry:
+        return StreamRegistry(self.redis)
+
+    async def close(self) -> None:
+        if "producer" in self.__dict__:
+            await asyncio.to_thread(self.producer.close)
+        if self._redis is not None and self._redis_loop == _loop_id():
+            await self._redis.aclose()
+        self._redis = None
+
+
+def _loop_id() -> int:
+    try:
+        return id(asyncio.get_running_loop())
+    except RuntimeError:
+        return 0
+
+
+_shared: dict[Settings, Bus] = {}
+
+
+def shared_bus(settings: Settings | None = None) -> Bus:
+    """One Bus per settings per process, so SDK services built separately share their clients."""
+    settings = settings or get_settings()
+    if settings not in _shared:
+        _shared[settings] = Bus(settings)
+    return _shared[settings]

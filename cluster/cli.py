@@ -1,0 +1,153 @@
+"""The `esb` command line: the local stack, streams, and the demo behind `make run`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cluster import local_stack
+from cluster.errors import EsbError, InvalidInput
+from cluster.models import StreamConfig
+from cluster.settings import Settings, get_settings
+from cluster.streaming import EventStreamingService
+
+
+def load_streams_file(path: Path) -> tuple[str | None, list[StreamConfig]]:
+    """streams.yaml: `streams:` (a list of StreamConfig fields) and an optional `tenant_id:`."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from None
+    entries = doc.get("streams") if isinstance(doc, dict) else doc
+    if not isinstance(entries, list):
+        raise InvalidInput(f"{path}: expected a `streams:` list of stream definitions")
+    configs = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            configs.append(StreamConfig.model_validate(entry))
+        except ValidationError as exc:
+            raise InvalidInput(f"{path}: stream #{number}: {exc}") from None
+    return (doc.get("tenant_id") if isinstance(doc, dict) else None), configs
+
+
+async def apply_streams(settings: Settings, path: Path, tenant: str | None, user: str) -> int:
+    file_tenant, configs = load_streams_file(path)
+    tenant_id = tenant or file_tenant
+    if not tenant_id:
+        raise InvalidInput("say which tenant: --tenant T, or `tenant_id:` in the file")
+    service = EventStreamingService(settings)
+    for config in configs:
+        result = await service.apply_stream(config, tenant_id, user)
+        print(
+            f"{config.stream_name}: {result.action} ({result.kafka_topic}, id {result.stream_id})"
+        )
+        for line in result.changes:
+            print(f"  changed {line}")
+        for line in result.warnings:
+            print(f"  warning: {line}")
+    return 0
+
+
+async def list_streams(settings: Settings, tenant: str | None) -> int:
+    for record in await EventStreamingService(settings).list_streams(tenant):
+        print(f"{record.tenant_id}/{record.stream_name}\t{record.stream_id}\t{record.kafka_topic}")
+    return 0
+
+
+def print_urls(settings: Settings) -> None:
+    url = settings.api_url
+    print(f"""
+[esb] the bus is up:
+  API docs      {url}/docs
+  status        {url}/api/v1/status
+  streams       curl {url}/api/v1/streams?tenant_id=demo
+  Ray dashboard http://127.0.0.1:{settings.ray_dashboard_port}
+  Kafka         {settings.kafka_bootstrap}    Redis {settings.redis}
+""")
+
+
+def run(settings: Settings) -> int:
+    """`make run`: the stack, a demo stream with a few events, then wait for Ctrl-C."""
+    from cluster.demo import run_demo
+
+    already = local_stack.running_services(settings)
+    resolved = local_stack.up(settings)
+    try:
+        asyncio.run(run_demo(resolved))
+        print_urls(resolved)
+        print("[esb] press Ctrl-C to stop")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if already:
+            print(f"[esb] leaving running what was already up: {', '.join(already)}")
+        else:
+            local_stack.down(settings)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esb", description="Event Streaming Bus")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start Kafka, Redis, a Ray head and the API (or use external ones)")
+    sub.add_parser("down", help="stop what `esb up` started")
+    sub.add_parser("status", help="show what runs")
+    sub.add_parser("run", help="up + demo stream and events; Ctrl-C stops")
+    streams = sub.add_parser("streams", help="manage streams").add_subparsers(
+        dest="streams_command", required=True
+    )
+    apply = streams.add_parser("apply", help="create or update streams from a YAML file")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--tenant", help="tenant id (else `tenant_id:` in the file)")
+    apply.add_argument("--created-by", default="esb-cli")
+    listing = streams.add_parser("list", help="list streams")
+    listing.add_argument("--tenant")
+    return parser
+
+
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "up":
+        print_urls(local_stack.up(settings))
+        return 0
+    if args.command == "down":
+        local_stack.down(settings)
+        return 0
+    if args.command == "status":
+        for name, state in local_stack.status(settings).items():
+            print(f"{name:10} {_describe(state)}")
+        return 0
+    if args.command == "run":
+        return run(settings)
+    if args.streams_command == "apply":
+        return asyncio.run(apply_streams(settings, args.file, args.tenant, args.created_by))
+    return asyncio.run(list_streams(settings, args.tenant))
+
+
+def _describe(state: Any) -> str:
+    if isinstance(state, dict):
+        return "  ".join(f"{k}={v}" for k, v in state.items())
+    return str(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return dispatch(args, get_settings())
+    except EsbError as exc:
+        print(f"esb: error: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Stream configuration (as in the product quick start) and what the registry stores about it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CompressionType = Literal["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+
+
+class StreamConfig(BaseModel):
+    """A stream: a named Kafka topic in a tenant's namespace, with its topic settings.
+
+    >>> StreamConfig(stream_name="user_events", topic_name="apg-user-events",
+    ...              source_capability="user_management").partitions
+    3
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream_name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    topic_name: str = Field(min_length=1, max_length=180, pattern=r"^[A-Za-z0-9._\-]+$")
+    source_capability: str = Field(min_length=1, max_length=256)
+    partitions: int = Field(default=3, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    retention_time_ms: int = Field(
+        default=7 * 24 * 3600 * 1000, ge=-1, description="-1 keeps events forever."
+    )
+    compression_type: CompressionType = "producer"
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+
+    def topic_configs(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_time_ms),
+            "compression.type": self.compression_type,
+            "cleanup.policy": self.cleanup_policy,
+        }
+
+
+class StreamRecord(StreamConfig):
+    """A stream as registered: its config plus where it lives and who made it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stream_id: str
+    tenant_id: str
+    kafka_topic: str
+    created_by: str
+    created_at: str
+    requested_replication_factor: int
+
+
+class StreamProvisioned(BaseModel):
+    stream_id: str
+    kafka_topic: str
+    action: Literal["created", "updated", "unchanged"]
+    changes: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)

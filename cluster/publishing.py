@@ -1,0 +1,187 @@
+"""EventPublishingService: events into their stream's topic, answered only after the broker acked.
+
+Client event ids make publishing idempotent: the first publish of an id claims
+`esb:idem:<stream>:<event id>` in Redis (short TTL while in flight, then `idempotency_ttl_s` with
+the partition and offset), so a re-publish answers `duplicate` with where the original landed.
+If the broker refuses an event its claim is released, so a retry can succeed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel
+
+from cluster.bus import Bus, shared_bus
+from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from cluster.settings import Settings
+from cluster.streaming import check_identifier
+from pipelines.envelope import CONTENT_TYPE_HEADER, EventConfig, EventIn, encode, to_cloudevent
+
+IN_FLIGHT_TTL_S = 120
+
+
+class PublishReceipt(BaseModel):
+    """Where one event landed. `str(receipt)` is its event id."""
+
+    index: int = 0
+    event_id: str
+    status: Literal["published", "duplicate", "failed"]
+    partition: int | None = None
+    offset: int | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class BatchReceipt(BaseModel):
+    stream_id: str
+    kafka_topic: str
+    published: int
+    duplicates: int
+    failed: int
+    events: list[PublishReceipt]
+
+
+def _idem_key(stream_id: str, event_id: str) -> str:
+    return f"esb:idem:{stream_id}:{event_id}"
+
+
+class EventPublishingService:
+    def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+        self._bus = bus or shared_bus(settings)
+
+    async def publish_event(
+        self,
+        event_config: EventConfig,
+        payload: dict[str, Any],
+        stream_id: str,
+        tenant_id: str,
+        user_id: str,
+        **extra: Any,
+    ) -> PublishReceipt:
+        """Publish one event; `extra` takes correlation_id, causation_id, event_id, event_time,
+        partition_key."""
+        event = EventIn(**event_config.model_dump(), payload=payload, **extra)
+        receipt = (await self.publish_events([event], stream_id, tenant_id, user_id)).events[0]
+        if receipt.status == "failed":
+            raise ServiceUnavailable(f"Kafka refused event {receipt.event_id}: {receipt.error}")
+        return receipt
+
+    async def publish_events(
+        self, events: Sequence[EventIn], stream_id: str, tenant_id: str, user_id: str
+    ) -> BatchReceipt:
+        """Publish a batch; every event gets its own status, in the order given."""
+        check_identifier(tenant_id, "tenant_id")
+        check_identifier(user_id, "user_id")
+        limit = self._bus.settings.max_batch_events
+        if len(events) > limit:
+            raise PayloadTooLarge(f"batch has {len(events)} events; the limit is {limit}")
+        if not events:
+            raise InvalidInput("a batch needs at least one event")
+        stream = await self._bus.streams.resolve(stream_id, tenant_id)
+        ids = [e.event_id or str(uuid.uuid4()) for e in events]
+        receipts: list[PublishReceipt | None] = [None] * len(events)
+        fresh = await self._claim(stream.stream_id, events, ids, receipts)
+
+        now_ms = int(time.time() * 1000)
+        records = [
+            (
+                events[i].key.encode(),
+                encode(
+                    to_cloudevent(
+                        events[i],
+                        event_id=ids[i],
+                        tenant_id=tenant_id,
+                        stream_id=stream.stream_id,
+                        user_id=user_id,
+                        now_ms=now_ms,
+                    )
+                ),
+            )
+            for i in fresh
+        ]
+        try:
+            deliveries = await self._bus.producer.send_many(
+                stream.kafka_topic,
+                records,
+                headers=[CONTENT_TYPE_HEADER],
+                timeout_s=self._bus.settings.publish_timeout_s + 5,
+            )
+        except EsbError:
+            await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
+            raise
+        for i, delivery in zip(fresh, deliveries, strict=True):
+            receipts[i] = PublishReceipt(
+                index=i,
+                event_id=ids[i],
+                status="failed" if delivery.error else "published",
+                partition=None if delivery.error else delivery.partition,
+                offset=None if delivery.error else delivery.offset,
+                error=delivery.error,
+            )
+        done = [r for r in receipts if r is not None]
+        await self._settle(stream.stream_id, events, done)
+        published = sum(r.status == "published" for r in done)
+        if published:
+            await self._bus.streams.count_published(stream.stream_id, published)
+        return BatchReceipt(
+            stream_id=stream.stream_id,
+            kafka_topic=stream.kafka_topic,
+            published=published,
+            duplicates=sum(r.status == "duplicate" for r in done),
+            failed=sum(r.status == "failed" for r in done),
+            events=done,
+        )
+
+    async def _claim(
+        self,
+        stream_id: str,
+        events: Sequence[EventIn],
+        ids: list[str],
+        receipts: list[PublishReceipt | None],
+    ) -> list[int]:
+        """Claim client ids; fill receipts for duplicates and answer the indexes to publish."""
+        claimed = [i for i, e in enumerate(events) if e.event_id]
+        if not claimed:
+            return list(range(len(events)))
+        redis = self._bus.redis
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in claimed:
+                pipe.set(_idem_key(stream_id, ids[i]), b"{}", nx=True, ex=IN_FLIGHT_TTL_S)
+            won = await pipe.execute()
+        lost = [i for i, ok in zip(claimed, won, strict=True) if not ok]
+        if lost:
+            originals = await redis.mget([_idem_key(stream_id, ids[i]) for i in lost])
+            for i, raw in zip(lost, originals, strict=True):
+                where = orjson.loads(raw) if raw else {}
+                receipts[i] = PublishReceipt(index=i, event_id=ids[i], status="duplicate", **where)
+        return [i for i in range(len(events)) if receipts[i] is None]
+
+    async def _settle(
+        self, stream_id: str, events: Sequence[EventIn], receipts: list[PublishReceipt]
+    ) -> None:
+        """Remember where claimed events landed; free the claims of those that failed."""
+        mine = [r for r in receipts if events[r.index].event_id and r.status != "duplicate"]
+        if not mine:
+            return
+        ttl = self._bus.settings.idempotency_ttl_s
+        async with self._bus.redis.pipeline(transaction=False) as pipe:
+            for r in mine:
+                key = _idem_key(stream_id, r.event_id)
+                if r.status == "published":
+                    pipe.set(
+                        key, orjson.dumps({"partition": r.partition, "offset": r.offset}), ex=ttl
+                    )
+                else:
+                    pipe.delete(key)
+            await pipe.execute()
+
+    async def _release(self, stream_id: str, event_ids: list[str]) -> None:
+        if event_ids:
+            await self._bus.redis.delete(*[_idem_key(stream_id, i) for i in event_ids])

@@ -1,0 +1,163 @@
+"""EventStreamingService: create, apply, list, inspect and delete streams.
+
+A stream's topic lives in its tenant's namespace, `esb.<tenant>.<topic_name>`; metadata lives in
+Redis (cluster.registry). HTTP routes and `esb streams apply` call these same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cluster.bus import Bus, shared_bus
+from cluster.errors import InvalidInput
+from cluster.models import StreamConfig, StreamProvisioned, StreamRecord
+from cluster.settings import Settings
+from pipelines.envelope import IDENTIFIER
+
+
+def kafka_topic(tenant_id: str, topic_name: str) -> str:
+    return f"esb.{tenant_id}.{topic_name}"
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} must be 1-64 letters, digits, '_' or '-', starting with a letter "
+            "or digit"
+        )
+    return value
+
+
+class EventStreamingService:
+    def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+        self._bus = bus or shared_bus(settings)
+
+    async def create_stream(self, config: StreamConfig, tenant_id: str, created_by: str) -> str:
+        """Create the stream and its topic; answers the new stream id."""
+        return (await self.provision_stream(config, tenant_id, created_by)).stream_id
+
+    async def provision_stream(
+        self, config: StreamConfig, tenant_id: str, created_by: str
+    ) -> StreamProvisioned:
+        check_identifier(tenant_id, "tenant_id")
+        check_identifier(created_by, "created_by")
+        registry = self._bus.streams
+        stream_id = str(uuid.uuid4())
+        topic = kafka_topic(tenant_id, config.topic_name)
+        await registry.reserve_name(tenant_id, config.stream_name, stream_id)
+        try:
+            brokers = await asyncio.to_thread(self._bus.topics.broker_count)
+            replication = min(config.replication_factor, brokers)
+            warnings = []
+            if replication < config.replication_factor:
+                warnings.append(
+                    f"replication_factor {config.replication_factor} capped to {replication}: "
+                    f"the cluster has {brokers} broker(s)"
+                )
+            await asyncio.to_thread(
+                self._bus.topics.create,
+                topic,
+                config.partitions,
+                replication,
+                config.topic_configs(),
+            )
+        except BaseException:
+            await registry.release_name(tenant_id, config.stream_name)
+            raise
+        record = StreamRecord(
+            **config.model_dump(exclude={"replication_factor"}),
+            replication_factor=replication,
+            requested_replication_factor=config.replication_factor,
+            stream_id=stream_id,
+            tenant_id=tenant_id,
+            kafka_topic=topic,
+            created_by=created_by,
+            created_at=datetime.now(tz=UTC).isoformat(),
+        )
+        await registry.save(record)
+        return StreamProvisioned(
+            stream_id=stream_id, kafka_topic=topic, action="created", warnings=warnings
+        )
+
+    async def apply_stream(
+        self, config: StreamConfig, tenant_id: str, created_by: str
+    ) -> StreamProvisioned:
+        """Create the stream, or bring an existing one to this config; twice changes nothing."""
+        existing_id = await self._bus.streams.id_for_name(tenant_id, config.stream_name)
+        if existing_id is None:
+            return await self.provision_stream(config, tenant_id, created_by)
+        record = await self._bus.streams.get(existing_id, tenant_id)
+        if record.topic_name != config.topic_name:
+            raise InvalidInput(
+                f"stream {config.stream_name!r} already uses topic {record.topic_name!r}; "
+                "a stream's topic cannot be renamed"
+            )
+        changes, warnings = await asyncio.to_thread(self._reconcile_topic, record, config)
+        if changes:
+            update = config.model_dump(exclude={"replication_factor"})
+            record = record.model_copy(update=update)
+            await self._bus.streams.save(record)
+        return StreamProvisioned(
+            stream_id=record.stream_id,
+            kafka_topic=record.kafka_topic,
+            action="updated" if changes else "unchanged",
+            changes=changes,
+            warnings=warnings,
+        )
+
+    def _reconcile_topic(
+        self, record: StreamRecord, config: StreamConfig
+    ) -> tuple[list[str], list[str]]:
+        topics = self._bus.topics
+        current = topics.configs(record.kafka_topic)
+        wanted = config.topic_configs()
+        altered = {k: v for k, v in wanted.items() if current.get(k) != v}
+        changes = [f"{k}: {current.get(k)} -> {v}" for k, v in altered.items()]
+        if altered:
+            topics.alter(record.kafka_topic, altered)
+        warnings = []
+        have = topics.partition_count(record.kafka_topic)
+        if config.partitions > have:
+            topics.add_partitions(record.kafka_topic, config.partitions)
+            changes.append(f"partitions: {have} -> {config.partitions}")
+        elif config.partitions < have:
+            warnings.append(f"partitions cannot shrink; the topic keeps {have}")
+        if config.replication_factor != record.requested_replication_factor:
+            warnings.append("replication_factor of an existing topic is not changed by apply")
+        return changes, warnings
+
+    async def get_stream(self, stream_id: str, tenant_id: str | None = None) -> StreamRecord:
+        return await self._bus.streams.resolve(stream_id, tenant_id)
+
+    async def list_streams(self, tenant_id: str | None = None) -> list[StreamRecord]:
+        return await self._bus.streams.list(tenant_id)
+
+    async def delete_stream(self, stream_id: str, tenant_id: str | None = None) -> StreamRecord:
+        record = await self._bus.streams.resolve(stream_id, tenant_id)
+        await asyncio.to_thread(self._bus.topics.delete, record.kafka_topic)
+        await self._bus.streams.delete(record)
+        return record
+
+    async def get_metrics(self, stream_id: str, tenant_id: str | None = None) -> dict[str, Any]:
+        """End offsets per partition, events held, and publish rate since the stream was created."""
+        record = await self._bus.streams.resolve(stream_id, tenant_id)
+        marks = await asyncio.to_thread(self._bus.topics.watermarks, record.kafka_topic)
+        published = await self._bus.streams.published(record.stream_id)
+        created = datetime.fromisoformat(record.created_at).timestamp()
+        age_s = max(time.time() - created, 1e-3)
+        return {
+            "stream_id": record.stream_id,
+            "kafka_topic": record.kafka_topic,
+            "partitions": [
+                {"partition": p, "start_offset": low, "end_offset": high}
+                for p, (low, high) in sorted(marks.items())
+            ],
+            "event_count": sum(high - low for low, high in marks.values()),
+            "events_published": published,
+            "publish_rate_per_s": published / age_s,
+            "since": record.created_at,
+        }

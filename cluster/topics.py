@@ -1,0 +1,89 @@
+"""Topic admin: create, alter, describe and delete Kafka topics (blocking; call via a thread)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from cluster.errors import Conflict, ServiceUnavailable
+from cluster.kafka_clients import admin_client, new_consumer
+from cluster.settings import Settings
+
+TIMEOUT_S = 30.0
+
+
+class TopicAdmin:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._admin = admin_client(settings)
+
+    def broker_count(self) -> int:
+        try:
+            return len(self._admin.list_topics(timeout=10).brokers)
+        except KafkaException as exc:
+            raise ServiceUnavailable(f"Kafka is unreachable: {exc}") from None
+
+    def exists(self, topic: str) -> bool:
+        return topic in self._admin.list_topics(timeout=10).topics
+
+    def partition_count(self, topic: str) -> int:
+        meta = self._admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        return len(meta.partitions) if meta is not None and meta.error is None else 0
+
+    def create(
+        self, topic: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        spec = NewTopic(topic, partitions, replication_factor, config=configs)
+        try:
+            self._admin.create_topics([spec], request_timeout=TIMEOUT_S)[topic].result(TIMEOUT_S)
+        except KafkaException as exc:
+            if exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                raise Conflict(f"Kafka topic {topic} already exists") from None
+            raise ServiceUnavailable(f"could not create topic {topic}: {exc}") from None
+
+    def configs(self, topic: str) -> dict[str, str]:
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        entries = self._admin.describe_configs([resource])[resource].result(TIMEOUT_S)
+        return {name: entry.value for name, entry in entries.items()}
+
+    def alter(self, topic: str, configs: dict[str, str]) -> None:
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in configs.items()
+        ]
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+        self._admin.incremental_alter_configs([resource])[resource].result(TIMEOUT_S)
+
+    def add_partitions(self, topic: str, total: int) -> None:
+        self._admin.create_partitions([NewPartitions(topic, total)])[topic].result(TIMEOUT_S)
+
+    def delete(self, topic: str) -> None:
+        try:
+            self._admin.delete_topics([topic], request_timeout=TIMEOUT_S)[topic].result(TIMEOUT_S)
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                raise
+
+    def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
+        """(low, high) offsets per partition."""
+        consumer = new_consumer(self._settings, f"esb-admin-{uuid.uuid4().hex}")
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in range(self.partition_count(topic))
+            }
+        finally:
+            consumer.close()
+
+    def health(self) -> dict[str, Any]:
+        meta = self._admin.list_topics(timeout=5)
+        return {"brokers": len(meta.brokers), "topics": len(meta.topics)}

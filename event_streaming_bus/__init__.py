@@ -1,0 +1,60 @@
+"""The Event Streaming Bus Python SDK.
+
+    import asyncio
+    from event_streaming_bus import (
+        EventConfig, EventPublishingService, EventStreamingService, StreamConfig,
+    )
+
+    async def main() -> None:
+        stream_id = await EventStreamingService().create_stream(
+            config=StreamConfig(stream_name="user_events", topic_name="apg-user-events",
+                                source_capability="user_management", partitions=6,
+                                replication_factor=3),
+            tenant_id="your_tenant", created_by="your_user")
+        await EventPublishingService().publish_event(
+            event_config=EventConfig(event_type="user.created",
+                                     source_capability="user_management",
+                                     aggregate_id="user_123", aggregate_type="User"),
+            payload={"email": "ada@example.com"},
+            stream_id=stream_id, tenant_id="your_tenant", user_id="your_user")
+
+    asyncio.run(main())
+
+Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings) unless given a Settings.
+"""
+
+from cluster.consumption import EventConsumptionService
+from cluster.errors import (
+    BadRequest,
+    Conflict,
+    EsbError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
+from cluster.models import StreamConfig, StreamRecord
+from cluster.publishing import BatchReceipt, EventPublishingService, PublishReceipt
+from cluster.settings import Settings
+from cluster.streaming import EventStreamingService
+from pipelines.envelope import EventConfig, EventIn
+
+__all__ = [
+    "BadRequest",
+    "BatchReceipt",
+    "Conflict",
+    "EsbError",
+    "EventConfig",
+    "EventConsumptionService",
+    "EventIn",
+    "EventPublishingService",
+    "EventStreamingService",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "PublishReceipt",
+    "ServiceUnavailable",
+    "Settings",
+    "StreamConfig",
+    "StreamRecord",
+]

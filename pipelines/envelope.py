@@ -1,0 +1,126 @@
+"""The event envelope: what a client sends, and the CloudEvents 1.0 record that lands in Kafka.
+
+One Kafka record per event, structured-mode CloudEvents JSON, readable by any Kafka client:
+
+>>> event = EventIn(event_type="user.created", source_capability="users", aggregate_id="u1",
+...                 aggregate_type="User", event_time=0, payload={"name": "Ada"})
+>>> ce = to_cloudevent(event, event_id="e1", tenant_id="t", stream_id="s", user_id="me")
+>>> ce["type"], ce["subject"], ce["time"], ce["data"]
+('user.created', 'u1', '1970-01-01T00:00:00.000Z', {'name': 'Ada'})
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CONTENT_TYPE_HEADER: tuple[str, str | bytes | None] = (
+    "content-type",
+    b"application/cloudevents+json; charset=utf-8",
+)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+"""Tenant and user ids: safe inside topic names and Redis keys."""
+
+
+class EventConfig(BaseModel):
+    """What an event is, as in the product quick start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: str = Field(min_length=1, max_length=256, pattern=_NAME)
+    source_capability: str = Field(min_length=1, max_length=256, pattern=_NAME)
+    aggregate_id: str = Field(min_length=1, max_length=256)
+    aggregate_type: str = Field(min_length=1, max_length=256)
+
+
+class EventIn(EventConfig):
+    """One event to publish: its config, ids, time and payload."""
+
+    correlation_id: str | None = Field(default=None, max_length=256)
+    causation_id: str | None = Field(default=None, max_length=256)
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Client id; re-publishing the same id does not create a second event.",
+    )
+    event_time: datetime | int | None = Field(
+        default=None, description="RFC 3339 or epoch milliseconds; defaults to publish time."
+    )
+    partition_key: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Defaults to aggregate_id."
+    )
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_time")
+    @classmethod
+    def _aware(cls, value: datetime | int | None) -> datetime | int | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("event_time needs a timezone offset, e.g. 2026-01-01T12:00:00Z")
+        if isinstance(value, int) and not 0 <= value < 253402300800000:
+            raise ValueError("event_time in epoch milliseconds must be between 0 and year 9999")
+        return value
+
+    @property
+    def key(self) -> str:
+        return self.partition_key or self.aggregate_id
+
+
+def event_time_ms(value: datetime | int | None, now_ms: int) -> int:
+    if value is None:
+        return now_ms
+    if isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
+
+
+def rfc3339_ms(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def to_cloudevent(
+    event: EventIn,
+    *,
+    event_id: str,
+    tenant_id: str,
+    stream_id: str,
+    user_id: str,
+    now_ms: int | None = None,
+) -> dict[str, Any]:
+    """The structured CloudEvent; extension attribute names are lowercase alphanumeric."""
+    now = now_ms if now_ms is not None else int(datetime.now(tz=UTC).timestamp() * 1000)
+    record: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"/{tenant_id}/{event.source_capability}",
+        "type": event.event_type,
+        "time": rfc3339_ms(event_time_ms(event.event_time, now)),
+        "subject": event.aggregate_id,
+        "datacontenttype": "application/json",
+        "data": event.payload,
+        "tenantid": tenant_id,
+        "streamid": stream_id,
+        "aggregateid": event.aggregate_id,
+        "aggregatetype": event.aggregate_type,
+        "userid": user_id,
+    }
+    if event.correlation_id is not None:
+        record["correlationid"] = event.correlation_id
+    if event.causation_id is not None:
+        record["causationid"] = event.causation_id
+    return record
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)
+
+
+def decode(value: bytes) -> dict[str, Any]:
+    decoded: dict[str, Any] = orjson.loads(value)
+    return decoded

@@ -1,0 +1,29 @@
+"""The FastAPI application behind Ray Serve: REST routes, problem+json errors, OpenAPI docs.
+
+Route handlers stay thin: they parse and check the request, then call the SDK's services.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cluster.settings import Settings
+from serve import problems
+from serve.routes import events, health, streams
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="Event Streaming Bus",
+        version=VERSION,
+        description="Publish events into Kafka, read them back, and watch the bus's health.",
+    )
+    app.state.settings = settings
+    app.state.services = None
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(streams.router)
+    app.include_router(events.router)
+    return app

@@ -1,0 +1,42 @@
+"""What route handlers depend on: the process's services, built once on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from cluster.bus import Bus
+from cluster.consumption import EventConsumptionService
+from cluster.publishing import EventPublishingService
+from cluster.settings import Settings
+from cluster.streaming import EventStreamingService
+
+
+@dataclass
+class Services:
+    """What the handlers call: the same services the Python SDK exposes, on one shared Bus."""
+
+    bus: Bus
+    streams: EventStreamingService
+    publishing: EventPublishingService
+    consumption: EventConsumptionService
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        bus = Bus(settings)
+        return cls(
+            bus=bus,
+            streams=EventStreamingService(bus=bus),
+            publishing=EventPublishingService(bus=bus),
+            consumption=EventConsumptionService(bus=bus),
+        )
+
+
+def services(request: Request) -> Services:
+    """The process's services, built on first use (so the app pickles cleanly into Ray Serve)."""
+    state = request.app.state
+    if getattr(state, "services", None) is None:
+        state.services = Services.create(state.settings)
+    found: Services = state.services
+    return found

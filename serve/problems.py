@@ -1,0 +1,57 @@
+"""Errors as application/problem+json (RFC 9457): every failure says what is wrong."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from cluster.errors import EsbError
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EsbError)
+    if exc.status >= 500:
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
+    extra = {"errors": exc.errors} if exc.errors else {}
+    return problem(exc.status, exc.title, exc.detail, **extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "Invalid input", detail, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return problem(
+        exc.status_code, str(exc.detail), f"{request.method} {request.url.path}: {exc.detail}"
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error in %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", f"{type(exc).__name__}: the server failed; see its log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(EsbError, _esb_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

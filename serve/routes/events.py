@@ -1,0 +1,100 @@
+"""/api/v1/events: publish one event, or a batch (JSON, NDJSON or Arrow IPC)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from cluster.errors import InvalidInput, PayloadTooLarge
+from cluster.publishing import BatchReceipt
+from pipelines.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
+from pipelines.envelope import EventConfig
+from serve.body import read_body, read_json_object, validate
+from serve.deps import Services, services
+from serve.models import PublishRequest, PublishResponse, Who, batch_body_schema
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+Svc = Annotated[Services, Depends(services)]
+Id = Annotated[str | None, Query(min_length=1, max_length=128)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PublishResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PublishRequest.model_json_schema()}},
+        }
+    },
+)
+async def publish_event(request: Request, svc: Svc) -> JSONResponse:
+    """Publish one event; answers after the broker acknowledged it, with partition and offset."""
+    doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
+    body = validate(PublishRequest, doc)
+    receipt = await svc.publishing.publish_event(
+        event_config=EventConfig(**body.model_dump(include=set(EventConfig.model_fields))),
+        payload=body.payload,
+        stream_id=body.stream_id,
+        tenant_id=body.tenant_id,
+        user_id=body.user_id,
+        **body.model_dump(include=_EXTRA_FIELDS),
+    )
+    answer = PublishResponse(stream_id=body.stream_id, **receipt.model_dump(exclude={"index"}))
+    status = 200 if receipt.status == "duplicate" else 201
+    return JSONResponse(answer.model_dump(), status_code=status)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchReceipt,
+    responses={207: {"description": "Some events failed at the broker; see each status."}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": batch_body_schema()},
+                **{kind: {"schema": {"type": "string"}} for kind in NDJSON_TYPES},
+                **{
+                    kind: {"schema": {"type": "string", "format": "binary"}} for kind in ARROW_TYPES
+                },
+            },
+        }
+    },
+)
+async def publish_batch(
+    request: Request,
+    svc: Svc,
+    stream_id: Id = None,
+    tenant_id: Id = None,
+    user_id: Id = None,
+) -> JSONResponse:
+    """Publish many events at once: all are validated first (one bad event rejects the batch),
+    then each gets a status. A JSON array, NDJSON or Arrow IPC body takes stream_id, tenant_id and
+    user_id from the query string; a JSON object body may carry them itself."""
+    raw = await read_body(request, svc.bus.settings.max_body_bytes)
+    body = parse_batch(raw, request.headers.get("content-type"))
+    limit = svc.bus.settings.max_batch_events
+    if len(body.events) > limit:
+        raise PayloadTooLarge(f"batch has {len(body.events)} events; the limit is {limit}")
+    who = validate(Who, _merge_who(body.envelope, stream_id, tenant_id, user_id))
+    events = validate_events(body.events)
+    receipt = await svc.publishing.publish_events(events, who.stream_id, who.tenant_id, who.user_id)
+    return JSONResponse(receipt.model_dump(), status_code=207 if receipt.failed else 200)
+
+
+_EXTRA_FIELDS = {"correlation_id", "causation_id", "event_id", "event_time", "partition_key"}
+
+
+def _merge_who(envelope: dict[str, Any], *query: str | None) -> dict[str, Any]:
+    merged = dict(envelope)
+    for name, value in zip(("stream_id", "tenant_id", "user_id"), query, strict=True):
+        if value is None:
+            continue
+        if name in merged and merged[name] != value:
+            raise InvalidInput(f"{name} differs between the query string and the body")
+        merged[name] = value
+    return merged
