@@ -65,14 +65,22 @@ async def status(svc: Svc) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "degraded", **body}, 200 if ok else 503)
 
 
-def _single(name: str) -> None:
-    async def endpoint(svc: Svc) -> JSONResponse:
-        result = await _run(CHECKS[name], svc)
-        return JSONResponse(result, 200 if result["status"] == "ok" else 503)
-
-    endpoint.__name__ = f"{name}_health"
-    router.add_api_route(f"/api/v1/{name}/health", endpoint, methods=["GET"])
+async def _one(name: str, svc: Services) -> JSONResponse:
+    result = await _run(CHECKS[name], svc)
+    return JSONResponse(result, 200 if result["status"] == "ok" else 503)
 
 
-for _name in ("kafka", "redis", "database"):
-    _single(_name)
+@router.get("/api/v1/kafka/health")
+async def kafka_health(svc: Svc) -> JSONResponse:
+    return await _one("kafka", svc)
+
+
+@router.get("/api/v1/redis/health")
+async def redis_health(svc: Svc) -> JSONResponse:
+    return await _one("redis", svc)
+
+
+@router.get("/api/v1/database/health")
+async def database_health(svc: Svc) -> JSONResponse:
+    """The metadata store (Redis)."""
+    return await _one("database", svc)

@@ -1,0 +1,69 @@
+"""Integration fixtures on top of the session stack (tests/conftest.py): HTTP client, names,
+and a plain confluent-kafka reader for checking what landed on a topic."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from cluster.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh suffix, so each test has its own streams and topics."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def http(stack: Settings) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+        yield client
+
+
+def read_topic(settings: Settings, topic: str, expected: int, deadline_s: float = 60) -> list[Any]:
+    """Every record on `topic` (plain confluent-kafka, as any client would), waiting for
+    `expected` records or the deadline, whichever comes first."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        records: list[Any] = []
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            batch = consumer.consume(num_messages=10_000, timeout=1.0)
+            records.extend(m for m in batch if m.error() is None)
+            if len(records) >= expected and not batch:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def create_stream(http: httpx.Client, tenant: str, name: str, **config: Any) -> dict[str, Any]:
+    body = {
+        "stream_name": name,
+        "topic_name": name,
+        "source_capability": "tests",
+        "tenant_id": tenant,
+        **config,
+    }
+    answer = http.post("/api/v1/streams", json=body)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
