@@ -1,0 +1,250 @@
+"""The local stack behind `esb up` and the test fixtures: Kafka broker, Redis and Ray head, each
+started only when its external counterpart (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, RAY_ADDRESS) is
+unset, then the HTTP API on Ray Serve.
+
+What we started is recorded in <state_dir>/stack.json (pid, start time, address, log), so `up` is
+idempotent, `down` stops exactly those processes and nothing else, and `status` can tell.
+
+    settings = up(Settings())          # prints progress, returns Settings with the addresses
+    status(settings)["kafka"]["state"]  # 'running'
+    down(settings)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster import kafka_broker, processes, ray_head, redis_server
+from cluster.processes import ProcessRecord, Progress, say
+from cluster.settings import Settings
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class _Service:
+    """How the stack drives one service; the modules hold the details."""
+
+    name: str  # key in stack.json and in status()
+    label: str
+    external: Callable[[Settings], str | None]
+    local_address: Callable[[Settings], str]
+    address: Callable[[ProcessRecord], str]  # the value that goes into Settings
+    preflight: Callable[[Settings], None]
+    launch: Callable[[Settings, Progress], ProcessRecord]
+    wait: Callable[[ProcessRecord, Progress, float], float]
+    stop: Callable[[ProcessRecord], None]
+
+
+def _record_address(record: ProcessRecord) -> str:
+    return record.address
+
+
+KAFKA = _Service(
+    "kafka",
+    kafka_broker.LABEL,
+    lambda s: s.kafka_bootstrap_servers,
+    lambda s: f"127.0.0.1:{s.kafka_port}",
+    _record_address,
+    kafka_broker.preflight,
+    kafka_broker.launch,
+    kafka_broker.wait,
+    kafka_broker.stop,
+)
+REDIS = _Service(
+    "redis",
+    redis_server.LABEL,
+    lambda s: s.redis_url,
+    lambda s: f"redis://127.0.0.1:{s.redis_port}/0",
+    redis_server.url,
+    redis_server.preflight,
+    redis_server.launch,
+    redis_server.wait,
+    redis_server.stop,
+)
+RAY = _Service(
+    "ray",
+    ray_head.LABEL,
+    lambda s: s.ray_address,
+    lambda s: f"127.0.0.1:{s.ray_port}",
+    _record_address,
+    ray_head.preflight,
+    ray_head.launch,
+    ray_head.wait,
+    ray_head.stop,
+)
+# Redis and Ray spawn at once; Kafka's launch blocks on the jar fetch and storage format, so it
+# goes last and the others boot meanwhile. Down stops the consumers (Ray) before their stores.
+START_ORDER = (REDIS, RAY, KAFKA)
+STOP_ORDER = (RAY, KAFKA, REDIS)
+
+
+def _state_dir(settings: Settings) -> Path:
+    return settings.esb_state_dir.resolve()
+
+
+def _read_state(state_dir: Path) -> dict[str, ProcessRecord]:
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+    return {name: ProcessRecord.from_dict(rec) for name, rec in data.get("services", {}).items()}
+
+
+def _write_state(state_dir: Path, state: dict[str, ProcessRecord]) -> None:
+    """Atomic replace, so a crash mid-write never loses track of running processes."""
+    path = state_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    services = {name: rec.to_dict() for name, rec in state.items()}
+    tmp.write_text(json.dumps({"version": 1, "services": services}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _forget_dead(state_dir: Path, state: dict[str, ProcessRecord]) -> None:
+    """Drop records whose process is gone, killing leftovers of a half-dead one (a Ray head whose
+    `ray start` died while its raylet lives on) so they do not hold the ports."""
+    by_name = {svc.name: svc for svc in START_ORDER}
+    dead = [name for name, rec in state.items() if not processes.is_alive(rec)]
+    for name in dead:
+        if name in by_name:
+            by_name[name].stop(state[name])
+        del state[name]
+    if dead:
+        _write_state(state_dir, state)
+
+
+def _resolve(settings: Settings, state: dict[str, ProcessRecord]) -> Settings:
+    """settings with the address (and ports) of every service we run filled in."""
+    update: dict[str, Any] = {}
+    if KAFKA.external(settings) is None and "kafka" in state:
+        record = state["kafka"]
+        update["kafka_bootstrap_servers"] = record.address
+        update["kafka_port"] = int(record.address.rpartition(":")[2])
+    if REDIS.external(settings) is None and "redis" in state:
+        record = state["redis"]
+        update["redis_url"] = redis_server.url(record)
+        update["redis_port"] = int(record.address.rpartition(":")[2])
+    if RAY.external(settings) is None and "ray" in state:
+        record = state["ray"]
+        update["ray_address"] = record.address
+        update["ray_port"] = int(record.address.rpartition(":")[2])
+        update["ray_dashboard_port"] = int(record.extra["dashboard_port"])
+    return settings.model_copy(update=update)
+
+
+def up(settings: Settings, *, progress: Progress = print, with_api: bool = True) -> Settings:
+    """Start what is missing, wait until all of it answers, and return the resolved Settings.
+
+    If anything fails, what this call started is stopped again and StackError says why.
+    """
+    state_dir = _state_dir(settings)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with processes.file_lock(state_dir / "stack.lock"):
+        state = _read_state(state_dir)
+        _forget_dead(state_dir, state)
+        to_start: list[_Service] = []
+        to_wait: list[tuple[_Service, ProcessRecord, float]] = []
+        for svc in START_ORDER:
+            external = svc.external(settings)
+            record = state.get(svc.name)
+            if external is not None:
+                say(progress, f"using external {svc.label} at {external}")
+            elif record is not None:
+                say(progress, f"{svc.label} already running on {record.address} (pid {record.pid})")
+                svc.wait(record, lambda _line: None, time.monotonic())
+            else:
+                svc.preflight(settings)
+                to_start.append(svc)
+        started: list[tuple[_Service, ProcessRecord]] = []
+        try:
+            for svc in to_start:
+                began = time.monotonic()
+                record = svc.launch(settings, progress)
+                state[svc.name] = record
+                _write_state(state_dir, state)
+                started.append((svc, record))
+                to_wait.append((svc, record, began))
+            for svc, record, began in to_wait:
+                svc.wait(record, progress, began)
+            for svc, record, _ in to_wait:  # one that died while another was awaited
+                if not processes.is_alive(record):
+                    raise processes.failure(
+                        f"{svc.label} exited right after starting.",
+                        record.log_path,
+                        "Fix: read the log above; on a loaded machine, retry `esb up`.",
+                    )
+        except BaseException:
+            for svc, record in reversed(started):
+                say(progress, f"stopping {svc.label} (pid {record.pid}) after the failure ...")
+                svc.stop(record)
+                state.pop(svc.name, None)
+            _write_state(state_dir, state)
+            raise
+    resolved = _resolve(settings, state)
+    if with_api:
+        from serve.deploy import start_api  # lazy: Ray Serve is heavy, and needs Ray up
+
+        start_api(resolved, progress=progress)
+    return resolved
+
+
+def down(settings: Settings, *, progress: Progress = print) -> None:
+    """Stop exactly the processes recorded in the state file (never `ray stop`, never by name)."""
+    state_dir = _state_dir(settings)
+    if not (state_dir / STATE_FILE).exists():
+        say(progress, f"nothing to stop: no {STATE_FILE} in {state_dir}")
+        return
+    with processes.file_lock(state_dir / "stack.lock"):
+        state = _read_state(state_dir)
+        for svc in STOP_ORDER:
+            record = state.get(svc.name)
+            if record is None:
+                continue
+            say(progress, f"stopping {svc.label} (pid {record.pid}) ...")
+            began = time.monotonic()
+            svc.stop(record)
+            del state[svc.name]
+            _write_state(state_dir, state)
+            say(progress, f"{svc.label} stopped in {time.monotonic() - began:.1f}s")
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """Each service's state (running / stopped / external), address and pid, plus the API."""
+    state = _read_state(_state_dir(settings))
+    report: dict[str, Any] = {}
+    for svc in START_ORDER:
+        record = state.get(svc.name)
+        external = svc.external(settings)
+        if record is not None and processes.is_alive(record):
+            report[svc.name] = {
+                "state": "running",
+                "address": svc.address(record),
+                "pid": record.pid,
+                "log": record.log_path,
+            }
+        elif external is not None:
+            report[svc.name] = {"state": "external", "address": external, "pid": None}
+        else:
+            address = svc.local_address(settings)
+            report[svc.name] = {"state": "stopped", "address": address, "pid": None}
+    api_up = processes.tcp_open(settings.api_host, settings.api_port)
+    report["api"] = {
+        "state": "running" if api_up else "stopped",
+        "address": settings.api_url,
+        "pid": None,
+    }
+    return report
+
+
+def running_services(settings: Settings) -> list[str]:
+    """Names of the services this state dir's stack runs now (what `up` would reuse)."""
+    state = _read_state(_state_dir(settings))
+    return [
+        svc.name for svc in START_ORDER if svc.name in state and processes.is_alive(state[svc.name])
+    ]

@@ -1,0 +1,142 @@
+"""A Ray head node for the local stack: `ray start --head --block` from this venv, in its own
+session, so stopping it is a signal to that session and never `ray stop` (which would stop every
+Ray cluster on the machine).
+
+Ray >= 2.59 turns token auth on for new local clusters; the head gets RAY_AUTH_MODE from
+settings.ray_auth_mode, and every driver must use the same value (set RAY_AUTH_MODE in its
+environment before ray.init).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from cluster import processes
+from cluster.errors import StackError
+from cluster.processes import ProcessRecord, Progress, say
+from cluster.settings import Settings
+
+LABEL = "Ray head"
+READY_TIMEOUT_S = 90.0
+STOP_GRACE_S = 20.0
+_HINT = (
+    "Fix: read the log above (Ray's own logs are under /tmp/ray/session_latest/logs), "
+    "or set RAY_ADDRESS to use an existing cluster."
+)
+
+
+def ray_executable() -> str:
+    """The `ray` CLI next to this interpreter, so the head runs the same Ray as the drivers."""
+    path = Path(sys.executable).parent / "ray"
+    if not path.exists():
+        raise StackError(
+            f"{path} not found: Ray is not installed in this environment. "
+            "Fix: `pip install 'ray[default,serve]'` into it (see pyproject.toml)."
+        )
+    return str(path)
+
+
+def head_env(settings: Settings) -> dict[str, str]:
+    """The environment of the head: ours, plus the auth mode every process must agree on."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = settings.ray_auth_mode
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray 2.60's `ray start --block` drains the node for up to 30 s on SIGTERM (for Kubernetes
+    # rolling upgrades) before stopping anything; a local stack has no traffic to hand over.
+    env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    return env
+
+
+def preflight(settings: Settings) -> None:
+    """Fail before anything starts when a port we need is taken."""
+    processes.require_free_ports(
+        LABEL,
+        {"RAY_PORT": settings.ray_port, "RAY_DASHBOARD_PORT": settings.ray_dashboard_port},
+        "Fix: stop what listens there, choose other ports (RAY_PORT, RAY_DASHBOARD_PORT), "
+        "or point RAY_ADDRESS at that cluster.",
+    )
+
+
+def launch(settings: Settings, progress: Progress) -> ProcessRecord:
+    """Spawn the head (not waited). Ports Ray would otherwise default to fixed values (client
+    server 10001, dashboard agent 52365) are chosen free, so two stacks can run side by side.
+
+    No --node-ip-address 127.0.0.1: Ray replaces loopback with the machine's own address anyway
+    (services.resolve_ip_for_localhost), and its GCS and raylet listen on all interfaces."""
+    ray = ray_executable()
+    home = settings.esb_state_dir.resolve() / "ray"
+    home.mkdir(parents=True, exist_ok=True)
+    address = f"127.0.0.1:{settings.ray_port}"
+    agent_port = processes.free_port()
+    client_port = processes.free_port()
+    say(progress, f"starting {LABEL} on {address} (dashboard :{settings.ray_dashboard_port}) ...")
+    cmd = [
+        ray, "start", "--head", "--block",
+        "--port", str(settings.ray_port),
+        "--num-cpus", str(settings.ray_num_cpus),
+        "--object-store-memory", str(settings.ray_object_store_bytes),
+        "--include-dashboard", "true",
+        "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(settings.ray_dashboard_port),
+        "--dashboard-agent-listen-port", str(agent_port),
+        "--ray-client-server-port", str(client_port),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    return processes.spawn(
+        cmd,
+        address=address,
+        log_path=home / "ray.log",
+        env=head_env(settings),
+        extra={
+            "dashboard_port": settings.ray_dashboard_port,
+            "agent_port": agent_port,
+            "client_port": client_port,
+        },
+    )
+
+
+def dashboard_url(record: ProcessRecord) -> str:
+    return f"http://127.0.0.1:{record.extra['dashboard_port']}"
+
+
+def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def is_ready(record: ProcessRecord) -> bool:
+    """GCS and raylet healthy (dashboard agent), the Jobs API answering (dashboard head), and the
+    Ray Client server listening: it binds only after finding the raylet in the GCS, and when that
+    takes over 30 s (a loaded machine) it exits, and `ray start --block` then kills the whole
+    head, so a head is not ready before it listens."""
+    host, _, port = record.address.rpartition(":")
+    return (
+        processes.tcp_open(host, int(port))
+        and processes.tcp_open("127.0.0.1", int(record.extra["client_port"]))
+        and _http_ok(f"http://127.0.0.1:{record.extra['agent_port']}/api/healthz")
+        and _http_ok(f"{dashboard_url(record)}/api/jobs/")
+    )
+
+
+def wait(record: ProcessRecord, progress: Progress, started_at: float) -> float:
+    return processes.wait_ready(
+        LABEL,
+        lambda: is_ready(record),
+        record=record,
+        timeout_s=READY_TIMEOUT_S,
+        progress=progress,
+        hint=_HINT,
+        started_at=started_at,
+    )
+
+
+def stop(record: ProcessRecord) -> None:
+    """SIGTERM to the head's session (ray start, GCS, raylet, dashboard, workers), then SIGKILL."""
+    processes.stop(record, grace_s=STOP_GRACE_S)

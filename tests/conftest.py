@@ -1,0 +1,77 @@
+"""Fixtures for the whole suite. The real services start only when a test asks for `stack` (the
+integration tests do); unit tests never start anything and never initialise Ray.
+
+Services come from the environment when KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / RAY_ADDRESS are set;
+otherwise the local stack is started once per session on free ports in a fresh /tmp directory,
+and stopped (only what it started) at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster import local_stack
+from cluster.settings import Settings
+
+
+def _free_ports(count: int) -> list[int]:
+    """count distinct free ports: all sockets stay bound until every port is chosen."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def _test_settings(state_dir: Path) -> Settings:
+    """Settings() from the environment, with only the local ports and the state dir replaced."""
+    kafka, controller, redis, ray, dashboard, api = _free_ports(6)
+    return Settings(
+        esb_state_dir=state_dir,
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        redis_port=redis,
+        ray_port=ray,
+        ray_dashboard_port=dashboard,
+        api_port=api,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """The running stack's resolved Settings (addresses filled in), for the whole session."""
+    state_dir = Path(tempfile.mkdtemp(prefix="esb-test-", dir="/tmp"))
+    settings = _test_settings(state_dir)
+    try:
+        yield local_stack.up(settings, with_api=True)
+    finally:
+        local_stack.down(settings)
+        if request.session.testsfailed:
+            print(f"\n[esb] test stack logs kept in {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session(stack: Settings) -> Iterator[Any]:
+    """This test process as a Ray driver of the stack's cluster (ray imported only here)."""
+    os.environ["RAY_AUTH_MODE"] = stack.ray_auth_mode  # drivers must match the head's mode
+    import ray
+
+    context = ray.init(
+        address=stack.ray_address,
+        namespace="esb-tests",
+        ignore_reinit_error=True,
+        log_to_driver=False,
+    )
+    yield context
+    ray.shutdown()
