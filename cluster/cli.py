@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from cluster import local_stack
 from cluster.errors import EsbError, InvalidInput
 from cluster.models import StreamConfig
+from cluster.processing import StreamProcessingService
 from cluster.settings import Settings, get_settings
 from cluster.streaming import EventStreamingService
+from pipelines.spec import PipelineSpec
 
 
 def load_streams_file(path: Path) -> tuple[str | None, list[StreamConfig]]:
@@ -59,6 +61,30 @@ async def apply_streams(settings: Settings, path: Path, tenant: str | None, user
 async def list_streams(settings: Settings, tenant: str | None) -> int:
     for record in await EventStreamingService(settings).list_streams(tenant):
         print(f"{record.tenant_id}/{record.stream_name}\t{record.stream_id}\t{record.kafka_topic}")
+    return 0
+
+
+async def pipelines_command(settings: Settings, args: argparse.Namespace) -> int:
+    service = StreamProcessingService(settings)
+    if args.pipelines_command == "submit":
+        try:
+            text = args.file.read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {args.file}: {exc}") from None
+        record = await service.submit_pipeline(
+            PipelineSpec.from_yaml(text), args.tenant, args.created_by, args.owners
+        )
+        print(f"submitted pipeline {record.pipeline_id} (Ray job {record.job_id})")
+        print(f"  esb pipelines status {record.pipeline_id}")
+    elif args.pipelines_command == "list":
+        for record in await service.list_pipelines(args.tenant):
+            state = "stopped" if record.stopped else "submitted"
+            print(f"{record.pipeline_id}\t{record.tenant_id}/{record.spec.pipeline_name}\t{state}")
+    elif args.pipelines_command == "status":
+        print(yaml.safe_dump(await service.status(args.pipeline_id), sort_keys=False))
+    else:
+        await service.stop_pipeline(args.pipeline_id)
+        print(f"stopped pipeline {args.pipeline_id}")
     return 0
 
 
@@ -113,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--created-by", default="esb-cli")
     listing = streams.add_parser("list", help="list streams")
     listing.add_argument("--tenant")
+
+    pipelines = sub.add_parser("pipelines", help="pipeline jobs on Ray").add_subparsers(
+        dest="pipelines_command", required=True
+    )
+    submit = pipelines.add_parser("submit", help="submit a pipeline spec (YAML) as a Ray job")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--tenant", required=True)
+    submit.add_argument("--created-by", default="esb-cli")
+    submit.add_argument("--owners", type=int, default=2, help="partition-owner actors")
+    pipelines.add_parser("list", help="list pipelines").add_argument("--tenant")
+    for name, text in (("status", "state and progress"), ("stop", "stop the job")):
+        pipelines.add_parser(name, help=text).add_argument("pipeline_id")
     return parser
 
 
@@ -129,6 +167,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "run":
         return run(settings)
+    if args.command == "pipelines":
+        return asyncio.run(pipelines_command(settings, args))
     if args.streams_command == "apply":
         return asyncio.run(apply_streams(settings, args.file, args.tenant, args.created_by))
     return asyncio.run(list_streams(settings, args.tenant))

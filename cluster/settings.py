@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     redis_port: int = 6379
     ray_port: int = 6380
     ray_dashboard_port: int = 8265
+    # The Jobs API (the Ray dashboard); defaults to the local head's dashboard port.
+    ray_dashboard_url: str | None = None
     ray_num_cpus: int = 2
     ray_object_store_bytes: int = 512 * 1024 * 1024
 
@@ -63,6 +65,10 @@ class Settings(BaseSettings):
     @property
     def redis(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def jobs_url(self) -> str:
+        return self.ray_dashboard_url or f"http://127.0.0.1:{self.ray_dashboard_port}"
 
     @property
     def api_url(self) -> str:

@@ -14,7 +14,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from cluster.errors import Conflict, ServiceUnavailable
+from cluster.errors import Conflict, NotFound, ServiceUnavailable
 from cluster.kafka_clients import admin_client, new_consumer
 from cluster.settings import Settings
 
@@ -77,10 +77,17 @@ class TopicAdmin:
         """(low, high) offsets per partition."""
         consumer = new_consumer(self._settings, f"esb-admin-{uuid.uuid4().hex}")
         try:
+            # Loading the topic's metadata first: a fresh client asked for offsets of a topic it
+            # has not seen answers "unknown partition".
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise NotFound(f"Kafka topic {topic} does not exist")
             return {
                 p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in range(self.partition_count(topic))
+                for p in sorted(meta.partitions)
             }
+        except KafkaException as exc:
+            raise ServiceUnavailable(f"Kafka did not answer for {topic}: {exc}") from None
         finally:
             consumer.close()
 

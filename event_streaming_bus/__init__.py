@@ -34,10 +34,12 @@ from cluster.errors import (
     ServiceUnavailable,
 )
 from cluster.models import StreamConfig, StreamRecord
+from cluster.processing import StreamProcessingService
 from cluster.publishing import BatchReceipt, EventPublishingService, PublishReceipt
 from cluster.settings import Settings
 from cluster.streaming import EventStreamingService
 from pipelines.envelope import EventConfig, EventIn
+from pipelines.spec import PipelineSpec
 
 __all__ = [
     "BadRequest",
@@ -52,9 +54,11 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
+    "PipelineSpec",
     "PublishReceipt",
     "ServiceUnavailable",
     "Settings",
     "StreamConfig",
+    "StreamProcessingService",
     "StreamRecord",
 ]

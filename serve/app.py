@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from cluster.settings import Settings
 from serve import problems
-from serve.routes import events, health, streams
+from serve.routes import events, health, pipelines, streams
 
 VERSION = "0.1.0"
 
@@ -26,4 +26,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(streams.router)
     app.include_router(events.router)
+    app.include_router(pipelines.router)
     return app

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from cluster.bus import Bus
 from cluster.consumption import EventConsumptionService
+from cluster.processing import StreamProcessingService
 from cluster.publishing import EventPublishingService
 from cluster.settings import Settings
 from cluster.streaming import EventStreamingService
@@ -21,6 +22,7 @@ class Services:
     streams: EventStreamingService
     publishing: EventPublishingService
     consumption: EventConsumptionService
+    processing: StreamProcessingService
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -30,10 +32,11 @@ class Services:
             streams=EventStreamingService(bus=bus),
             publishing=EventPublishingService(bus=bus),
             consumption=EventConsumptionService(bus=bus),
+            processing=StreamProcessingService(bus=bus),
         )
 
 
-def services(request: Request) -> Services:
+def services(request: HTTPConnection) -> Services:
     """The process's services, built on first use (so the app pickles cleanly into Ray Serve)."""
     state = request.app.state
     if getattr(state, "services", None) is None:

@@ -1,0 +1,161 @@
+"""Pipeline state in Redis: fenced checkpoints, window results, progress, dead letters.
+
+Why Redis holds the offsets: a checkpoint (window results + operator snapshot + next offset +
+counters) is written by ONE Lua script, so outputs and the position that produced them are durable
+together or not at all. Nothing is counted twice after a restart, and nothing is lost.
+
+Fencing: every partition has an epoch, `esb:pl:<id>:epoch:<p>`. An owner takes partitions with
+`claim` (INCR: its epoch is the new value) and every commit checks that each epoch it holds is
+still the current one; a paused, restarted or cut-off owner whose partitions were taken over gets
+`Fenced` and writes nothing. Kafka consumer-group offsets are not used.
+
+Keys (prefix `esb:pl:<id>`):
+    :epoch:<p>   int         fencing epoch of partition p
+    :ckpt:<p>    hash        offset, epoch, state (operator snapshot bytes)
+    :res         hash        "<key>|<start>|<end>" -> result JSON (idempotent overwrite)
+    :by-end      zset        result member by window_end_ms (time range, latest N)
+    :by-key:<k>  zset        result member by window_start_ms (per key)
+    :progress:<p> hash       counters and the committed offset
+    :dead        list        late events under late_policy "dead_letter" (JSON)
+    Session windows that a merge replaced are deleted in the same script.
+    :live        channel     each commit's results, for WebSocket clients
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from cluster.errors import EsbError
+
+_COMMIT = """
+local prefix = ARGV[1]
+local epochs = cjson.decode(ARGV[2])
+for p, e in pairs(epochs) do
+  local current = redis.call('GET', prefix .. ':epoch:' .. p)
+  if current ~= tostring(e) then
+    return {0, p, current or ''}
+  end
+end
+for _, r in ipairs(cjson.decode(ARGV[6])) do
+  redis.call('HDEL', prefix .. ':res', r[1])
+  redis.call('ZREM', prefix .. ':by-end', r[1])
+  redis.call('ZREM', prefix .. ':by-key:' .. r[2], r[1])
+end
+local results = cjson.decode(ARGV[3])
+for _, r in ipairs(results) do
+  local member, key, start_ms, end_ms, doc = r[1], r[2], r[3], r[4], r[5]
+  redis.call('HSET', prefix .. ':res', member, doc)
+  redis.call('ZADD', prefix .. ':by-end', end_ms, member)
+  redis.call('ZADD', prefix .. ':by-key:' .. key, start_ms, member)
+end
+local progress = cjson.decode(ARGV[4])
+for p, counters in pairs(progress) do
+  for field, n in pairs(counters) do
+    redis.call('HINCRBY', prefix .. ':progress:' .. p, field, n)
+  end
+end
+local dead = cjson.decode(ARGV[5])
+for _, d in ipairs(dead) do
+  redis.call('RPUSH', prefix .. ':dead', d)
+end
+local i = 7
+while i <= #ARGV do
+  local p, offset, state = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  redis.call('HSET', prefix .. ':ckpt:' .. p, 'offset', offset, 'epoch', epochs[p], 'state', state)
+  redis.call('HSET', prefix .. ':progress:' .. p, 'offset', offset)
+  i = i + 3
+end
+if #results > 0 then
+  redis.call('PUBLISH', prefix .. ':live', ARGV[3])
+end
+return {1}
+"""
+
+
+class Fenced(EsbError):
+    """Another owner took this partition over; this owner must stop without writing."""
+
+    status = 409
+    title = "Fenced"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    offset: int | None  # next offset to read; None: start from the beginning
+    state: bytes | None
+
+
+@dataclass
+class Commit:
+    """What one owner makes durable in one step."""
+
+    results: list[dict[str, Any]]
+    positions: dict[int, tuple[int, bytes]]  # partition -> (next offset, operator snapshot)
+    progress: dict[int, dict[str, int]]
+    dead_letters: list[dict[str, Any]]
+    retracted: list[dict[str, Any]]  # session windows a merge replaced: deleted first
+
+
+def prefix(pipeline_id: str) -> str:
+    return f"esb:pl:{pipeline_id}"
+
+
+def result_member(doc: dict[str, Any]) -> str:
+    return f"{doc['key']}|{doc['window_start_ms']}|{doc['window_end_ms']}"
+
+
+class PipelineStore:
+    """Synchronous (it runs inside partition-owner actors, between blocking Kafka polls)."""
+
+    def __init__(self, redis: Redis, pipeline_id: str) -> None:
+        self._redis = redis
+        self._prefix = prefix(pipeline_id)
+        self._commit = redis.register_script(_COMMIT)
+
+    def claim(self, partitions: list[int]) -> dict[int, int]:
+        """Take the partitions over: a new epoch each, which fences every earlier owner."""
+        pipe = self._redis.pipeline(transaction=True)
+        for p in partitions:
+            pipe.incr(f"{self._prefix}:epoch:{p}")
+        return dict(zip(partitions, pipe.execute(), strict=True))
+
+    def checkpoint(self, partition: int) -> Checkpoint:
+        raw = self._redis.hmget(f"{self._prefix}:ckpt:{partition}", ["offset", "state"])
+        offset, state = raw[0], raw[1]
+        return Checkpoint(
+            int(offset) if offset is not None else None,
+            state.encode() if isinstance(state, str) else state,
+        )
+
+    def commit(self, epochs: dict[int, int], commit: Commit) -> None:
+        args: list[Any] = [
+            self._prefix,
+            orjson.dumps({str(p): e for p, e in epochs.items()}),
+            orjson.dumps(
+                [
+                    [
+                        result_member(doc),
+                        str(doc["key"]),
+                        doc["window_start_ms"],
+                        doc["window_end_ms"],
+                        orjson.dumps(doc).decode(),
+                    ]
+                    for doc in commit.results
+                ]
+            ),
+            orjson.dumps({str(p): c for p, c in commit.progress.items()}),
+            orjson.dumps([orjson.dumps(d).decode() for d in commit.dead_letters]),
+            orjson.dumps([[result_member(r), str(r["key"])] for r in commit.retracted]),
+        ]
+        for p, (offset, state) in commit.positions.items():
+            args += [str(p), str(offset), state]
+        answer = self._commit(args=args)
+        if answer[0] != 1:
+            raise Fenced(
+                f"partition {answer[1]!r} was taken over (epoch now {answer[2]!r}); "
+                "this owner stops without writing"
+            )

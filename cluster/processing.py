@@ -1,0 +1,228 @@
+"""StreamProcessingService: submit pipeline jobs to Ray, watch them, stop them, query results.
+
+A pipeline runs as a Ray job (the Jobs API, this project as working_dir): `python -m actors.job
+<pipeline_id>`. Its record lives in Redis at `esb:pl:<id>`; its results, checkpoints and
+progress under the same prefix (cluster.pipeline_store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import uuid
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import orjson
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from cluster.bus import Bus, shared_bus
+from cluster.errors import InvalidInput, NotFound, ServiceUnavailable
+from cluster.pipeline_store import prefix
+from cluster.processing_models import PipelineRecord
+from cluster.settings import Settings
+from cluster.streaming import check_identifier
+from pipelines.spec import PipelineSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ALL = "esb:pls"
+WORKING_DIR_EXCLUDES = [
+    ".venv",
+    ".esb",
+    ".git",
+    "**/__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".pytest_cache",
+    "benchmarks/results",
+    "*.egg-info",
+]
+MAX_RESULTS_PAGE = 1000
+
+
+class StreamProcessingService:
+    def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+        self._bus = bus or shared_bus(settings)
+
+    @cached_property
+    def _jobs(self) -> JobSubmissionClient:
+        try:
+            return JobSubmissionClient(self._bus.settings.jobs_url)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ServiceUnavailable(
+                f"the Ray Jobs API at {self._bus.settings.jobs_url} does not answer: {exc}"
+            ) from None
+
+    async def submit_pipeline(
+        self, spec: PipelineSpec, tenant_id: str, created_by: str, owners: int = 2
+    ) -> PipelineRecord:
+        check_identifier(tenant_id, "tenant_id")
+        if not 1 <= owners <= 64:
+            raise InvalidInput("owners must be between 1 and 64")
+        stream = await self._bus.streams.resolve(spec.source_stream, tenant_id)
+        pipeline_id = uuid.uuid4().hex[:16]
+        record = PipelineRecord(
+            pipeline_id=pipeline_id,
+            tenant_id=tenant_id,
+            stream_id=stream.stream_id,
+            kafka_topic=stream.kafka_topic,
+            partitions=stream.partitions,
+            owners=min(owners, stream.partitions),
+            spec=spec,
+            created_by=created_by,
+            created_at=datetime.now(tz=UTC).isoformat(),
+            job_id=f"esb-pipeline-{pipeline_id}",
+        )
+        redis = self._bus.redis
+        await redis.set(prefix(pipeline_id), record.model_dump_json())
+        await redis.sadd(ALL, pipeline_id)
+        try:
+            await asyncio.to_thread(self._submit_job, record)
+        except Exception:
+            await redis.delete(prefix(pipeline_id))
+            await redis.srem(ALL, pipeline_id)
+            raise
+        return record
+
+    def _submit_job(self, record: PipelineRecord) -> None:
+        settings = self._bus.settings
+        self._jobs.submit_job(
+            # The interpreter this process runs on is the cluster's (the Ray workers'), with the
+            # project installed; a bare `python` may be another one.
+            entrypoint=f"{sys.executable} -m actors.job {record.pipeline_id}",
+            submission_id=record.job_id,
+            runtime_env={
+                "working_dir": str(PROJECT_ROOT),
+                "excludes": WORKING_DIR_EXCLUDES,
+                "env_vars": {
+                    "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+                    "REDIS_URL": settings.redis,
+                    "RAY_AUTH_MODE": settings.ray_auth_mode,
+                    "POLARS_MAX_THREADS": "1",
+                },
+            },
+            entrypoint_num_cpus=0,
+            metadata={"pipeline_id": record.pipeline_id, "tenant_id": record.tenant_id},
+        )
+
+    async def get_record(self, pipeline_id: str, tenant_id: str | None = None) -> PipelineRecord:
+        raw = await self._bus.redis.get(prefix(pipeline_id))
+        record = PipelineRecord.model_validate_json(raw) if raw else None
+        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
+            raise NotFound(f"pipeline {pipeline_id!r} not found")
+        return record
+
+    async def list_pipelines(self, tenant_id: str | None = None) -> list[PipelineRecord]:
+        members = await self._bus.redis.smembers(ALL)
+        ids = sorted(_text(m) for m in members)
+        raws = await self._bus.redis.mget([prefix(i) for i in ids]) if ids else []
+        records = [PipelineRecord.model_validate_json(r) for r in raws if r]
+        return [r for r in records if tenant_id is None or r.tenant_id == tenant_id]
+
+    async def status(self, pipeline_id: str, tenant_id: str | None = None) -> dict[str, Any]:
+        """The job's state and progress: lag per partition, events, windows, late events."""
+        record = await self.get_record(pipeline_id, tenant_id)
+        job = await asyncio.to_thread(self._job_status, record.job_id)
+        marks = await asyncio.to_thread(self._bus.topics.watermarks, record.kafka_topic)
+        redis = self._bus.redis
+        partitions, totals = [], dict[str, int]()
+        for p in range(record.partitions):
+            raw = await redis.hgetall(f"{prefix(pipeline_id)}:progress:{p}")
+            counters = {_text(k): int(v) for k, v in raw.items()}
+            committed = counters.pop("offset", None)
+            high = marks.get(p, (0, 0))[1]
+            lag = high - (committed if committed is not None else marks.get(p, (0, 0))[0])
+            partitions.append(
+                {
+                    "partition": p,
+                    "committed_offset": committed,
+                    "end_offset": high,
+                    "lag": lag,
+                    **counters,
+                }
+            )
+            for name, value in counters.items():
+                totals[name] = totals.get(name, 0) + value
+        restarts = await redis.hget(f"{prefix(pipeline_id)}:job", "owner_restarts")
+        return {
+            **record.model_dump(mode="json"),
+            "state": "STOPPED" if record.stopped else job,
+            "owner_restarts": int(restarts or 0),
+            "progress": {**totals, "lag": sum(p["lag"] for p in partitions)},
+            "partitions_progress": partitions,
+        }
+
+    def _job_status(self, job_id: str) -> str:
+        try:
+            found: JobStatus = self._jobs.get_job_status(job_id)
+            return str(found.value)
+        except RuntimeError:
+            return "UNKNOWN"
+
+    async def stop_pipeline(self, pipeline_id: str, tenant_id: str | None = None) -> PipelineRecord:
+        """Stop the job; its results stay queryable."""
+        record = await self.get_record(pipeline_id, tenant_id)
+        await asyncio.to_thread(self._stop_job, record.job_id)
+        record = record.model_copy(update={"stopped": True})
+        await self._bus.redis.set(prefix(pipeline_id), record.model_dump_json())
+        return record
+
+    def _stop_job(self, job_id: str) -> None:
+        with contextlib.suppress(RuntimeError):  # already finished, or unknown to this cluster
+            self._jobs.stop_job(job_id)
+
+    async def results(
+        self,
+        pipeline_id: str,
+        tenant_id: str | None = None,
+        *,
+        key: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        latest: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Window results by key (window start in [from_ms, to_ms)), by time range (window end),
+        or the latest N windows; paginated by `offset`."""
+        if not 1 <= limit <= MAX_RESULTS_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_RESULTS_PAGE}")
+        await self.get_record(pipeline_id, tenant_id)
+        redis, base = self._bus.redis, prefix(pipeline_id)
+        low = "-inf" if from_ms is None else from_ms
+        high = "+inf" if to_ms is None else f"({to_ms}"
+        if latest is not None:
+            members = await redis.zrevrange(
+                f"{base}:by-end", offset, min(latest, offset + limit) - 1
+            )
+        elif key is not None:
+            members = await redis.zrangebyscore(f"{base}:by-key:{key}", low, high, offset, limit)
+        else:
+            members = await redis.zrangebyscore(f"{base}:by-end", low, high, offset, limit)
+        docs = (
+            await redis.hmget(f"{base}:res", [m for m in members if isinstance(m, bytes | str)])
+            if members
+            else []
+        )
+        results = [orjson.loads(d) for d in docs if d]
+        more = len(members) == limit and (latest is None or offset + limit < latest)
+        return {
+            "pipeline_id": pipeline_id,
+            "results": results,
+            "next_offset": offset + limit if more else None,
+        }
+
+    async def dead_letters(
+        self, pipeline_id: str, tenant_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        await self.get_record(pipeline_id, tenant_id)
+        raw = await self._bus.redis.lrange(f"{prefix(pipeline_id)}:dead", 0, limit - 1)
+        return [orjson.loads(r) for r in raw]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

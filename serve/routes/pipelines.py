@@ -1,0 +1,159 @@
+"""/api/v1/pipelines: submit, list, inspect and stop pipeline jobs; query their results; and
+/ws/pipelines/{id}: live results as they are committed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from cluster.errors import EsbError
+from cluster.pipeline_store import prefix
+from pipelines.spec import PipelineSpec
+from serve.body import read_json_object, validate
+from serve.deps import Services, services
+
+router = APIRouter(tags=["pipelines"])
+Svc = Annotated[Services, Depends(services)]
+TenantQuery = Annotated[str | None, Query(max_length=64)]
+LIVE_QUEUE = 1000
+
+
+class SubmitPipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(min_length=1, max_length=64)
+    created_by: str = Field(default="api", min_length=1, max_length=64)
+    owners: int = Field(default=2, ge=1, le=64, description="Partition-owner actors.")
+    spec: PipelineSpec
+
+
+@router.post(
+    "/api/v1/pipelines",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SubmitPipeline.model_json_schema()}},
+        }
+    },
+)
+async def submit_pipeline(request: Request, svc: Svc) -> JSONResponse:
+    """Submit a pipeline as a Ray job over the spec's source stream."""
+    doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
+    body = validate(SubmitPipeline, doc)
+    record = await svc.processing.submit_pipeline(
+        body.spec, body.tenant_id, body.created_by, body.owners
+    )
+    return JSONResponse(
+        {"pipeline_id": record.pipeline_id, "job_id": record.job_id},
+        status_code=201,
+        headers={"Location": f"/api/v1/pipelines/{record.pipeline_id}"},
+    )
+
+
+@router.get("/api/v1/pipelines")
+async def list_pipelines(svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
+    records = await svc.processing.list_pipelines(tenant_id)
+    return {"pipelines": [r.model_dump(mode="json") for r in records]}
+
+
+@router.get("/api/v1/pipelines/{pipeline_id}")
+async def get_pipeline(pipeline_id: str, svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
+    """The spec, the job's state and progress (lag per partition, events, windows, late)."""
+    return await svc.processing.status(pipeline_id, tenant_id)
+
+
+@router.delete("/api/v1/pipelines/{pipeline_id}")
+async def stop_pipeline(
+    pipeline_id: str, svc: Svc, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
+    """Stop the job; its results stay queryable."""
+    record = await svc.processing.stop_pipeline(pipeline_id, tenant_id)
+    return {"pipeline_id": record.pipeline_id, "stopped": True}
+
+
+@router.get("/api/v1/pipelines/{pipeline_id}/results")
+async def pipeline_results(
+    pipeline_id: str,
+    svc: Svc,
+    tenant_id: TenantQuery = None,
+    key: Annotated[str | None, Query(max_length=256)] = None,
+    from_ms: Annotated[int | None, Query(description="window start (by key) or end >=")] = None,
+    to_ms: Annotated[int | None, Query(description="... < this")] = None,
+    latest: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    return await svc.processing.results(
+        pipeline_id,
+        tenant_id,
+        key=key,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        latest=latest,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/api/v1/pipelines/{pipeline_id}/dead-letters")
+async def pipeline_dead_letters(
+    pipeline_id: str,
+    svc: Svc,
+    tenant_id: TenantQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Late events (late_policy dead_letter) and undecodable records, oldest first."""
+    return {"dead_letters": await svc.processing.dead_letters(pipeline_id, tenant_id, limit)}
+
+
+@router.websocket("/ws/pipelines/{pipeline_id}")
+async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
+    """Each commit's new window results, as JSON arrays. A client that falls more than
+    LIVE_QUEUE messages behind is closed with 1008, so it never slows the pipeline."""
+    svc = services(websocket)
+    try:
+        await svc.processing.get_record(pipeline_id, websocket.query_params.get("tenant_id"))
+    except EsbError as exc:
+        await websocket.close(code=1008, reason=exc.detail[:120])
+        return
+    await websocket.accept()
+    pubsub = svc.bus.redis.pubsub()
+    await pubsub.subscribe(f"{prefix(pipeline_id)}:live")
+    queue: asyncio.Queue[bytes] = asyncio.Queue(LIVE_QUEUE)
+    overflow = asyncio.Event()
+
+    async def pump() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "message":
+                continue
+            if queue.full():
+                overflow.set()
+                return
+            queue.put_nowait(message["data"])
+
+    async def send() -> None:
+        while True:
+            await websocket.send_text((await queue.get()).decode())
+
+    async def until_closed() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = [asyncio.create_task(job()) for job in (pump, send, until_closed)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if overflow.is_set():
+            await websocket.close(code=1008, reason="client too slow: over 1000 messages behind")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
