@@ -15,13 +15,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
+import orjson
 import polars as pl
 import ray
-from confluent_kafka import OFFSET_BEGINNING, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.kafka_clients import new_consumer
-from cluster.pipeline_store import Commit, Fenced, PipelineStore
+from cluster.kafka_clients import new_consumer, producer_config
+from cluster.pipeline_store import Commit, Fenced, PipelineStore, result_member
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
 from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
@@ -51,6 +52,9 @@ class PartitionOwner:
             settings, record.consumer_group, **{"fetch.max.bytes": 64 * 1024 * 1024}
         )
         self.consumer.assign(start)
+        self.output = (
+            Producer(producer_config(settings)) if record.output_topic is not None else None
+        )
 
     def step(self, timeout_s: float = 0.5) -> int:
         """One consume-process-commit cycle; answers how many records it consumed."""
@@ -63,8 +67,32 @@ class PartitionOwner:
         commit = Commit(results=[], positions={}, progress={}, dead_letters=[], retracted=[])
         for p, batch in by_partition.items():
             self._process(p, batch, commit)
+        if self.output is not None:
+            self._send_results(commit.results)
+        if not self.spec.sinks.redis:
+            commit.results, commit.retracted = [], []
         self.store.commit(self.epochs, commit)
         return len(messages)
+
+    def _send_results(self, results: list[dict[str, Any]]) -> None:
+        """Results to the output topic before the checkpoint: at-least-once, keyed by window so
+        a compacted topic keeps the latest revision of each."""
+        assert self.output is not None and self.record.output_topic is not None
+        failures: list[str] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for doc in results:
+            self.output.produce(
+                self.record.output_topic,
+                orjson.dumps(doc),
+                result_member(doc).encode(),
+                on_delivery=report,
+            )
+        if self.output.flush(60) or failures:
+            raise RuntimeError(f"output topic refused results: {failures[:3]}")
 
     def _process(self, partition: int, batch: list[Message], commit: Commit) -> None:
         frame, rejected = decode_cloudevents_lenient(
@@ -110,6 +138,8 @@ class PartitionOwner:
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already closed
             self.consumer.close()
+        if self.output is not None:
+            self.output.flush(10)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)  # type: ignore[call-overload]

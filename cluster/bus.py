@@ -46,8 +46,9 @@ class Bus:
         return StreamRegistry(self.redis)
 
     async def close(self) -> None:
-        if "producer" in self.__dict__:
-            await asyncio.to_thread(self.producer.close)
+        producer = self.__dict__.pop("producer", None)
+        if producer is not None:
+            await asyncio.to_thread(producer.close)
         if self._redis is not None and self._redis_loop == _loop_id():
             await self._redis.aclose()
         self._redis = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cluster.bus import shared_bus
 from cluster.models import StreamConfig
 from cluster.publishing import EventPublishingService
 from cluster.settings import Settings
@@ -16,6 +17,13 @@ DEMO_STREAM = StreamConfig(
 
 async def run_demo(settings: Settings) -> str:
     """Create (or reuse) the demo stream, publish five events, print how to read them back."""
+    try:
+        return await _demo(settings)
+    finally:
+        await shared_bus(settings).close()  # no client left retrying once the stack stops
+
+
+async def _demo(settings: Settings) -> str:
     streams = EventStreamingService(settings)
     made = await streams.apply_stream(DEMO_STREAM, DEMO_TENANT, "demo")
     publisher = EventPublishingService(settings)

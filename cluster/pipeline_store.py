@@ -18,7 +18,7 @@ Keys (prefix `esb:pl:<id>`):
     :progress:<p> hash       counters and the committed offset
     :dead        list        late events under late_policy "dead_letter" (JSON)
     Session windows that a merge replaced are deleted in the same script.
-    :live        channel     each commit's results, for WebSocket clients
+    :live        channel     each commit's results as a JSON array, for WebSocket clients
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ local dead = cjson.decode(ARGV[5])
 for _, d in ipairs(dead) do
   redis.call('RPUSH', prefix .. ':dead', d)
 end
-local i = 7
+local i = 8
 while i <= #ARGV do
   local p, offset, state = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   redis.call('HSET', prefix .. ':ckpt:' .. p, 'offset', offset, 'epoch', epochs[p], 'state', state)
@@ -70,7 +70,7 @@ while i <= #ARGV do
   i = i + 3
 end
 if #results > 0 then
-  redis.call('PUBLISH', prefix .. ':live', ARGV[3])
+  redis.call('PUBLISH', prefix .. ':live', ARGV[7])
 end
 return {1}
 """
@@ -132,24 +132,26 @@ class PipelineStore:
         )
 
     def commit(self, epochs: dict[int, int], commit: Commit) -> None:
+        docs = [orjson.dumps(doc) for doc in commit.results]
         args: list[Any] = [
             self._prefix,
             orjson.dumps({str(p): e for p, e in epochs.items()}),
             orjson.dumps(
                 [
                     [
-                        result_member(doc),
-                        str(doc["key"]),
-                        doc["window_start_ms"],
-                        doc["window_end_ms"],
-                        orjson.dumps(doc).decode(),
+                        result_member(d),
+                        str(d["key"]),
+                        d["window_start_ms"],
+                        d["window_end_ms"],
+                        raw.decode(),
                     ]
-                    for doc in commit.results
+                    for d, raw in zip(commit.results, docs, strict=True)
                 ]
             ),
             orjson.dumps({str(p): c for p, c in commit.progress.items()}),
             orjson.dumps([orjson.dumps(d).decode() for d in commit.dead_letters]),
             orjson.dumps([[result_member(r), str(r["key"])] for r in commit.retracted]),
+            b"[" + b",".join(docs) + b"]",  # what live subscribers receive
         ]
         for p, (offset, state) in commit.positions.items():
             args += [str(p), str(offset), state]

@@ -24,23 +24,15 @@ from cluster.errors import InvalidInput, NotFound, ServiceUnavailable
 from cluster.pipeline_store import prefix
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
-from cluster.streaming import check_identifier
+from cluster.streaming import check_identifier, kafka_topic
 from pipelines.spec import PipelineSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ALL = "esb:pls"
-WORKING_DIR_EXCLUDES = [
-    ".venv",
-    ".esb",
-    ".git",
-    "**/__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".hypothesis",
-    ".pytest_cache",
-    "benchmarks/results",
-    "*.egg-info",
-]
+# The job's working_dir is the project, but only its packages: an allowlist, so data or caches
+# that happen to sit in the checkout never bloat the upload (the Jobs API caps it at 100 MiB).
+PACKAGES = ("cluster", "actors", "pipelines", "serve", "event_streaming_bus")
+WORKING_DIR_EXCLUDES = ["/*", *(f"!/{p}" for p in PACKAGES), "__pycache__"]
 MAX_RESULTS_PAGE = 1000
 
 
@@ -65,6 +57,16 @@ class StreamProcessingService:
             raise InvalidInput("owners must be between 1 and 64")
         stream = await self._bus.streams.resolve(spec.source_stream, tenant_id)
         pipeline_id = uuid.uuid4().hex[:16]
+        output = spec.sinks.kafka_topic and kafka_topic(tenant_id, spec.sinks.kafka_topic)
+        if output and not await asyncio.to_thread(self._bus.topics.exists, output):
+            replication = min(3, await asyncio.to_thread(self._bus.topics.broker_count))
+            await asyncio.to_thread(
+                self._bus.topics.create,
+                output,
+                stream.partitions,
+                replication,
+                {"cleanup.policy": "compact"},  # keyed by window: the latest revision wins
+            )
         record = PipelineRecord(
             pipeline_id=pipeline_id,
             tenant_id=tenant_id,
@@ -76,6 +78,7 @@ class StreamProcessingService:
             created_by=created_by,
             created_at=datetime.now(tz=UTC).isoformat(),
             job_id=f"esb-pipeline-{pipeline_id}",
+            output_topic=output or None,
         )
         redis = self._bus.redis
         await redis.set(prefix(pipeline_id), record.model_dump_json())

@@ -18,6 +18,7 @@ class PipelineRecord(BaseModel):
     created_by: str
     created_at: str
     job_id: str
+    output_topic: str | None = None  # esb.<tenant>.<sinks.kafka_topic>
     stopped: bool = False
 
     @property
