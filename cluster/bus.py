@@ -46,6 +46,7 @@ class Bus:
         return StreamRegistry(self.redis)
 
     async def close(self) -> None:
+        self.__dict__.pop("topics", None)  # its AdminClient disconnects once released
         producer = self.__dict__.pop("producer", None)
         if producer is not None:
             await asyncio.to_thread(producer.close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 import threading
@@ -182,6 +183,7 @@ def _describe(state: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.getLogger("ray").setLevel(logging.ERROR)  # job upload chatter is not for the user
     try:
         return dispatch(args, get_settings())
     except EsbError as exc:

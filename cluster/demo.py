@@ -10,6 +10,8 @@ from cluster.streaming import EventStreamingService
 from pipelines.envelope import EventConfig
 
 DEMO_TENANT = "demo"
+# Fixed, early event times: the README's pipeline example publishes later ones, never "late".
+DEMO_TIME_MS = 1_767_258_000_000  # 2026-01-01T09:00:00Z
 DEMO_STREAM = StreamConfig(
     stream_name="orders", topic_name="orders", source_capability="shop", partitions=3
 )
@@ -36,6 +38,7 @@ async def _demo(settings: Settings) -> str:
                 aggregate_type="Order",
             ),
             payload={"order_no": n, "amount": 10.5 * n, "currency": "EUR"},
+            event_time=DEMO_TIME_MS + n * 1000,
             stream_id=made.stream_id,
             tenant_id=DEMO_TENANT,
             user_id="demo",
