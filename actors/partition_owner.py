@@ -29,6 +29,7 @@ from pipelines.decode import decode_cloudevents_lenient, filter_event_types, wit
 from pipelines.windows import WindowDefinition, WindowOperator
 
 MAX_BATCH = 20_000
+RECORD_KEY = "__record_key"
 
 
 class PartitionOwner:
@@ -98,28 +99,57 @@ class PartitionOwner:
         frame, rejected = decode_cloudevents_lenient(
             [m.value() or b"" for m in batch], self.spec.fields
         )
-        selected = filter_event_types(frame, self.spec.event_types)
+        selected = filter_event_types(
+            self._with_record_keys(frame, batch, rejected), self.spec.event_types
+        )
         if self.spec.time == "processing":
             now_ms = int(time.time() * 1000)
             selected = selected.with_columns(pl.lit(now_ms, pl.Int64).alias("event_time_ms"))
-        selected = with_window_key(selected, self.spec.key).drop_nulls("key")
+        typed = with_window_key(selected, self.spec.key)
+        selected = typed.drop_nulls("key")
+        no_key = typed.height - selected.height  # the key field is missing: counted, not windowed
+        misrouted = selected.clear()
+        if self.spec.key_field is not None:
+            # A payload key is only correct when each key lives in one partition: publishers set
+            # partition_key to the field's value. Anything else is dead-lettered, never merged.
+            wrong = pl.col("key").cast(pl.String) != pl.col(RECORD_KEY)
+            misrouted, selected = selected.filter(wrong), selected.filter(~wrong)
         operator = self.operators[partition]
-        out = operator.process(selected)
-        base = {"pipeline_id": self.record.pipeline_id}
-        commit.results += [{**base, **row} for row in out.results.to_dicts()]
-        commit.retracted += out.retracted.to_dicts()
-        commit.dead_letters += [
-            {**base, "reason": "late", "partition": partition, **row} for row in out.late.to_dicts()
-        ] + [
-            {**base, "reason": "undecodable", "partition": partition, "offset": batch[i].offset()}
-            for i in rejected
+        out = operator.process(selected.drop(RECORD_KEY))
+        base = {"pipeline_id": self.record.pipeline_id, "partition": partition}
+        commit.results += [
+            {"pipeline_id": self.record.pipeline_id, **row} for row in out.results.to_dicts()
         ]
+        commit.retracted += out.retracted.to_dicts()
+        commit.dead_letters += (
+            [{**base, "reason": "late", **row} for row in out.late.to_dicts()]
+            + [{**base, "reason": "undecodable", "offset": batch[i].offset()} for i in rejected]
+            + [
+                {
+                    **base,
+                    "reason": f"misrouted: publish with partition_key = {self.spec.key}",
+                    **row,
+                }
+                for row in misrouted.drop(RECORD_KEY).to_dicts()
+            ]
+        )
         counters = out.counters.as_dict()
         counters["records_in"] = len(batch)
-        counters["filtered_out"] = frame.height - selected.height
+        counters["filtered_out"] = frame.height - typed.height
+        counters["no_key"] = no_key
         counters["undecodable"] = len(rejected)
+        counters["misrouted"] = misrouted.height
         commit.progress[partition] = counters
         commit.positions[partition] = ((batch[-1].offset() or 0) + 1, operator.snapshot())
+
+    @staticmethod
+    def _with_record_keys(
+        frame: pl.DataFrame, batch: list[Message], rejected: list[int]
+    ) -> pl.DataFrame:
+        skip = set(rejected)
+        keys = [m.key() for i, m in enumerate(batch) if i not in skip]
+        decoded = pl.Series(RECORD_KEY, keys, pl.Binary).cast(pl.String, strict=False)
+        return frame.with_columns(decoded)
 
     def run(self, idle_sleep_s: float = 0.0, max_idle_steps: int | None = None) -> str:
         """Step until fenced (or, for tests, after `max_idle_steps` empty steps in a row)."""

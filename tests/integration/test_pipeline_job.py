@@ -106,7 +106,7 @@ def close_all_windows(settings: Settings, topic: str, partitions: int) -> None:
             "source": "/tests",
             "time": rfc3339_ms(SENTINEL_MS),
             "aggregateid": "sentinel",
-            "data": {"amount": 0},
+            "data": {"amount": 0, "customer": "sentinel"},
         }
         producer.produce(topic, orjson.dumps(event), b"sentinel", partition=p)
     assert producer.flush(30) == 0
@@ -347,3 +347,60 @@ def test_bad_pipeline_specs_are_422(http: httpx.Client, unique: str) -> None:
     assert answer.status_code == 404
     assert http.get("/api/v1/pipelines/nope").status_code == 404
     assert http.get("/api/v1/pipelines/nope/results").status_code == 404
+
+
+def test_payload_key_needs_events_partitioned_by_it(
+    stack: Settings, http: httpx.Client, unique: str
+) -> None:
+    stream = create_stream(http, TENANT, f"bykey-{unique}", partitions=3)
+    events = make_events(600, seed=9)
+    for n, e in enumerate(events):
+        e["payload"]["customer"] = f"c{n % 7}"
+        if n % 50 != 1:  # every 50th event keeps the default partition key: misrouted
+            e["partition_key"] = e["payload"]["customer"]
+    publish(http, stream["stream_id"], events)
+    close_all_windows(stack, stream["kafka_topic"], 3)
+    spec = spec_for(
+        stream["stream_id"], key="payload.customer", fields={"amount": "int", "customer": "str"}
+    )
+    record = PipelineRecord(
+        pipeline_id=f"bykey{unique}",
+        tenant_id=TENANT,
+        stream_id=stream["stream_id"],
+        kafka_topic=stream["kafka_topic"],
+        partitions=3,
+        owners=1,
+        spec=PipelineSpec.model_validate(spec),
+        created_by="t",
+        created_at="now",
+        job_id="none",
+    )
+    owner = PartitionOwner(stack, record, [0, 1, 2])
+    redis = Redis.from_url(stack.redis)
+    base = f"esb:pl:{record.pipeline_id}"
+    wait_for(
+        lambda: (
+            owner.step(timeout_s=1.0) == 0
+            and sum(int(redis.hget(f"{base}:progress:{p}", "records_in") or 0) for p in range(3))
+            == 603
+        ),
+        "the owner to read everything",
+    )
+    owner.close()
+
+    routed = [e for n, e in enumerate(events) if n % 50 != 1 and e["event_type"] != "user.seen"]
+    expected: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    for e in routed:
+        window = (e["payload"]["customer"], e["event_time"] - e["event_time"] % WINDOW_MS)
+        expected[window][0] += 1
+        expected[window][1] += e["payload"]["amount"]
+    stored = {}
+    for raw in redis.hvals(f"{base}:res"):
+        r = orjson.loads(raw)
+        if r["key"] != "sentinel":
+            stored[(r["key"], r["window_start_ms"])] = [r["orders"], r["revenue"]]
+    assert stored == dict(expected)
+    dead = [orjson.loads(d) for d in redis.lrange(f"{base}:dead", 0, -1)]
+    misrouted = [e for n, e in enumerate(events) if n % 50 == 1 and e["event_type"] != "user.seen"]
+    assert misrouted  # the generator must produce some
+    assert len(dead) == len(misrouted) and all(d["reason"].startswith("misrouted") for d in dead)
