@@ -241,21 +241,28 @@ def _actor(ray: Any, name: str) -> Any:
         return None
 
 
-def test_a_fenced_zombie_cannot_commit(stack: Settings, http: httpx.Client, unique: str) -> None:
-    stream = create_stream(http, TENANT, f"zombie-{unique}", partitions=2)
-    publish(http, stream["stream_id"], make_events(500, seed=6))
-    record = PipelineRecord(
-        pipeline_id=f"zombie{unique}",
+def owned_without_job(
+    stream: dict[str, Any], pipeline_id: str, spec: dict[str, Any], partitions: int
+) -> PipelineRecord:
+    """A pipeline record for driving PartitionOwner directly in the test process (no Ray job)."""
+    return PipelineRecord(
+        pipeline_id=pipeline_id,
         tenant_id=TENANT,
         stream_id=stream["stream_id"],
         kafka_topic=stream["kafka_topic"],
-        partitions=2,
+        partitions=partitions,
         owners=1,
-        spec=PipelineSpec.model_validate(spec_for(stream["stream_id"])),
+        spec=PipelineSpec.model_validate(spec),
         created_by="t",
         created_at="now",
         job_id="none",
     )
+
+
+def test_a_fenced_zombie_cannot_commit(stack: Settings, http: httpx.Client, unique: str) -> None:
+    stream = create_stream(http, TENANT, f"zombie-{unique}", partitions=2)
+    publish(http, stream["stream_id"], make_events(500, seed=6))
+    record = owned_without_job(stream, f"zombie{unique}", spec_for(stream["stream_id"]), 2)
     redis = Redis.from_url(stack.redis)
     base = f"esb:pl:{record.pipeline_id}"
 
@@ -363,18 +370,7 @@ def test_payload_key_needs_events_partitioned_by_it(
     spec = spec_for(
         stream["stream_id"], key="payload.customer", fields={"amount": "int", "customer": "str"}
     )
-    record = PipelineRecord(
-        pipeline_id=f"bykey{unique}",
-        tenant_id=TENANT,
-        stream_id=stream["stream_id"],
-        kafka_topic=stream["kafka_topic"],
-        partitions=3,
-        owners=1,
-        spec=PipelineSpec.model_validate(spec),
-        created_by="t",
-        created_at="now",
-        job_id="none",
-    )
+    record = owned_without_job(stream, f"bykey{unique}", spec, 3)
     owner = PartitionOwner(stack, record, [0, 1, 2])
     redis = Redis.from_url(stack.redis)
     base = f"esb:pl:{record.pipeline_id}"
