@@ -25,6 +25,7 @@ from cluster.kafka_clients import new_consumer, producer_config
 from cluster.pipeline_store import Commit, Fenced, PipelineStore, result_member
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
+from pipelines.arrow_batch import decode_batch, is_arrow_batch
 from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
 from pipelines.windows import WindowDefinition, WindowOperator
 
@@ -96,12 +97,8 @@ class PartitionOwner:
             raise RuntimeError(f"output topic refused results: {failures[:3]}")
 
     def _process(self, partition: int, batch: list[Message], commit: Commit) -> None:
-        frame, rejected = decode_cloudevents_lenient(
-            [m.value() or b"" for m in batch], self.spec.fields
-        )
-        selected = filter_event_types(
-            self._with_record_keys(frame, batch, rejected), self.spec.event_types
-        )
+        frame, rejected = self._decode(batch)
+        selected = filter_event_types(frame, self.spec.event_types)
         if self.spec.time == "processing":
             now_ms = int(time.time() * 1000)
             selected = selected.with_columns(pl.lit(now_ms, pl.Int64).alias("event_time_ms"))
@@ -123,7 +120,7 @@ class PartitionOwner:
         commit.retracted += out.retracted.to_dicts()
         commit.dead_letters += (
             [{**base, "reason": "late", **row} for row in out.late.to_dicts()]
-            + [{**base, "reason": "undecodable", "offset": batch[i].offset()} for i in rejected]
+            + [{**base, "reason": "undecodable", "offset": offset} for offset in rejected]
             + [
                 {
                     **base,
@@ -142,14 +139,27 @@ class PartitionOwner:
         commit.progress[partition] = counters
         commit.positions[partition] = ((batch[-1].offset() or 0) + 1, operator.snapshot())
 
-    @staticmethod
-    def _with_record_keys(
-        frame: pl.DataFrame, batch: list[Message], rejected: list[int]
-    ) -> pl.DataFrame:
+    def _decode(self, batch: list[Message]) -> tuple[pl.DataFrame, list[int]]:
+        """One partition's records as one frame with each event's record key: Arrow-batched
+        records read as Arrow, CloudEvents JSON parsed in bulk. Answers the undecodable offsets."""
+        fields = self.spec.fields
+        plain = [m for m in batch if not is_arrow_batch(m.headers())]
+        frame, rejected = decode_cloudevents_lenient([m.value() or b"" for m in plain], fields)
         skip = set(rejected)
-        keys = [m.key() for i, m in enumerate(batch) if i not in skip]
-        decoded = pl.Series(RECORD_KEY, keys, pl.Binary).cast(pl.String, strict=False)
-        return frame.with_columns(decoded)
+        keys = pl.Series(
+            RECORD_KEY, [m.key() for i, m in enumerate(plain) if i not in skip], pl.Binary
+        )
+        frames = [frame.with_columns(keys.cast(pl.String, strict=False))]
+        bad = [plain[i].offset() or 0 for i in rejected]
+        for m in batch:
+            if is_arrow_batch(m.headers()):
+                try:
+                    arrow = decode_batch(m.value() or b"", fields)
+                except (pl.exceptions.PolarsError, OSError):
+                    bad.append(m.offset() or 0)
+                    continue
+                frames.append(arrow.rename({"partition_key": RECORD_KEY}))
+        return pl.concat(frames, how="vertical_relaxed"), bad
 
     def run(self, idle_sleep_s: float = 0.0, max_idle_steps: int | None = None) -> str:
         """Step until fenced (or, for tests, after `max_idle_steps` empty steps in a row)."""

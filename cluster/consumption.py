@@ -1,7 +1,8 @@
 """EventConsumptionService: read a stream's events back, page by page.
 
-A page starts at an offset, a timestamp or a cursor, and ends at `limit` events or at the end
-offsets the topic had when the read began. The cursor is the next offset per partition.
+A page starts at an offset, a timestamp or a cursor, and ends at `limit` records or at the end
+offsets the topic had when the read began. The cursor is the next offset per partition. An
+Arrow-batched record is one entry (one offset) with all of its events.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from typing import Any
 
 import orjson
+import polars as pl
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from cluster.bus import Bus, shared_bus
@@ -20,6 +22,7 @@ from cluster.errors import BadRequest, InvalidInput
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
 from cluster.settings import Settings
+from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
 
 READ_DEADLINE_S = 15.0
@@ -164,15 +167,18 @@ def _close_finished(
 
 
 def _page_entry(value: bytes, partition: int, offset: int, msg: Any) -> dict[str, Any]:
+    """One record: its event, or for an Arrow-batched record its events (one offset, many)."""
     key = msg.key()
-    try:
-        event = decode(value)
-    except orjson.JSONDecodeError:  # a record some other client wrote: show it, do not fail
-        event = {"raw": value.decode("utf-8", "replace")}
-    return {
+    entry = {
         "partition": partition,
         "offset": offset,
         "timestamp_ms": msg.timestamp()[1],
         "key": key.decode("utf-8", "replace") if key else None,
-        "event": event,
     }
+    try:
+        if is_arrow_batch(msg.headers()):
+            return {**entry, "format": "arrow-batch-v1", "events": to_cloudevents(value)}
+        return {**entry, "event": decode(value)}
+    except (orjson.JSONDecodeError, pl.exceptions.PolarsError, OSError):
+        # A record some other client wrote: show it, do not fail the page.
+        return {**entry, "raw": value.decode("utf-8", "replace")}

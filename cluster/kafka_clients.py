@@ -80,7 +80,9 @@ class AsyncProducer:
         records: Sequence[tuple[bytes | None, bytes]],
         headers: list[tuple[str, str | bytes | None]] | None = None,
         timeout_s: float = 60.0,
+        partitions: Sequence[int] | None = None,
     ) -> list[Delivery]:
+        """`partitions`, when given, places record i in partitions[i] (else the key decides)."""
         if not records:
             return []
         loop = asyncio.get_running_loop()
@@ -112,7 +114,12 @@ class AsyncProducer:
             while True:
                 try:
                     self._producer.produce(
-                        topic, value, key, headers=headers, on_delivery=on_delivery(index)
+                        topic,
+                        value,
+                        key,
+                        partition=-1 if partitions is None else partitions[index],  # -1: by key
+                        headers=headers,
+                        on_delivery=on_delivery(index),
                     )
                     break
                 except BufferError:  # local queue full: let the poller drain it

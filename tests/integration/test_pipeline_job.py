@@ -3,6 +3,7 @@ read back from Kafka, also when owners are killed mid-run; a fenced zombie write
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import orjson
+import polars as pl
 import pytest
 import yaml
 from confluent_kafka import Producer
@@ -26,9 +28,12 @@ from websockets.sync.client import connect
 
 from actors.job import owner_name
 from actors.partition_owner import PartitionOwner
+from cluster.bus import shared_bus
 from cluster.pipeline_store import Fenced, PipelineStore
 from cluster.processing_models import PipelineRecord
+from cluster.publishing import ArrowReceipt, EventPublishingService
 from cluster.settings import Settings
+from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import rfc3339_ms
 from pipelines.spec import PipelineSpec
 from tests.integration.conftest import create_stream, read_topic
@@ -116,8 +121,12 @@ def oracle(settings: Settings, topic: str) -> dict[tuple[str, int], tuple[int, i
     """Brute force over what is on the topic: unique ids, order.* only, tumbling count and sum."""
     seen: dict[str, dict[str, Any]] = {}
     for record in read_topic(settings, topic, expected=1):
-        event = orjson.loads(record.value())
-        seen.setdefault(event["id"], event)
+        if is_arrow_batch(record.headers()):
+            events = to_cloudevents(record.value())
+        else:
+            events = [orjson.loads(record.value())]
+        for event in events:
+            seen.setdefault(event["id"], event)
     totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     for event in seen.values():
         if not event["type"].startswith("order.") or event["aggregateid"] == "sentinel":
@@ -400,3 +409,62 @@ def test_payload_key_needs_events_partitioned_by_it(
     misrouted = [e for n, e in enumerate(events) if n % 50 == 1 and e["event_type"] != "user.seen"]
     assert misrouted  # the generator must produce some
     assert len(dead) == len(misrouted) and all(d["reason"].startswith("misrouted") for d in dead)
+
+
+def test_arrow_batched_and_json_events_window_together(
+    stack: Settings, http: httpx.Client, unique: str
+) -> None:
+    stream = create_stream(http, TENANT, f"arrow-{unique}", partitions=3)
+    publish(http, stream["stream_id"], make_events(1_000, seed=10))
+    rows = make_events(3_000, seed=11)
+    frame = pl.DataFrame(
+        [{**{k: v for k, v in e.items() if k != "payload"}, **e["payload"]} for e in rows]
+    )
+
+    async def publish_arrow() -> ArrowReceipt:
+        try:
+            return await EventPublishingService(stack).publish_arrow(
+                frame, stream["stream_id"], TENANT, "t"
+            )
+        finally:
+            await shared_bus(stack).close()
+
+    receipt = asyncio.run(publish_arrow())
+    assert receipt.events == 3_000 and len(receipt.records) <= 3
+    close_all_windows(stack, stream["kafka_topic"], 3)
+
+    placed: dict[str, set[int]] = defaultdict(set)  # key -> partitions, over both forms
+    for record in read_topic(stack, stream["kafka_topic"], expected=1_000 + len(receipt.records)):
+        if is_arrow_batch(record.headers()):
+            keys = [e["aggregateid"] for e in to_cloudevents(record.value())]
+        else:
+            keys = [orjson.loads(record.value())["aggregateid"]]
+        for key in keys:
+            placed[key].add(record.partition())
+    assert all(len(parts) == 1 for key, parts in placed.items() if key != "sentinel")
+
+    expected = oracle(stack, stream["kafka_topic"])
+    record = owned_without_job(stream, f"arrow{unique}", spec_for(stream["stream_id"]), 3)
+    owner = PartitionOwner(stack, record, [0, 1, 2])
+    redis = Redis.from_url(stack.redis)
+    base = f"esb:pl:{record.pipeline_id}"
+
+    def stored() -> dict[tuple[str, int], tuple[int, int]]:
+        docs = [orjson.loads(raw) for raw in redis.hvals(f"{base}:res")]
+        return {
+            (r["key"], r["window_start_ms"]): (r["orders"], r["revenue"])
+            for r in docs
+            if r["key"] != "sentinel"
+        }
+
+    wait_for(lambda: owner.step(timeout_s=1.0) == 0 and stored() == expected, "the results")
+    owner.close()
+
+    batched, cursor = [], None
+    while True:  # read back: an Arrow-batched record is one entry carrying all its events
+        params = {"limit": 400, **({"cursor": cursor} if cursor else {})}
+        page = http.get(f"/api/v1/streams/{stream['stream_id']}/events", params=params).json()
+        batched += [e for e in page["events"] if e.get("format") == "arrow-batch-v1"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert sum(len(e["events"]) for e in batched) == 3_000
