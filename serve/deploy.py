@@ -11,6 +11,7 @@ import ray
 from ray import serve as ray_serve
 
 from cluster.errors import StackError
+from cluster.processes import tcp_open
 from cluster.settings import Settings
 from serve.app import create_app
 
@@ -39,6 +40,10 @@ def connect_ray(settings: Settings) -> None:
     """Join the cluster at settings.ray_address as a driver (once per process)."""
     if ray.is_initialized():
         return
+    host, _, port = (settings.ray_address or "").rpartition(":")
+    if settings.ray_address and port.isdigit() and not tcp_open(host or "127.0.0.1", int(port)):
+        # ray.init would wait forever for a cluster that is gone.
+        raise StackError(f"no Ray cluster answers at {settings.ray_address}; start it (esb up)")
     os.environ["RAY_AUTH_MODE"] = settings.ray_auth_mode  # must match the cluster's
     ray.init(
         address=settings.ray_address,
