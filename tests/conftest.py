@@ -23,7 +23,7 @@ from cluster import local_stack
 from cluster.settings import Settings
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """count distinct free ports: all sockets stay bound until every port is chosen."""
     with ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(count)]
@@ -34,7 +34,7 @@ def _free_ports(count: int) -> list[int]:
 
 def _test_settings(state_dir: Path) -> Settings:
     """Settings() from the environment, with only the local ports and the state dir replaced."""
-    kafka, controller, redis, ray, dashboard, api = _free_ports(6)
+    kafka, controller, redis, ray, dashboard, api = free_ports(6)
     return Settings(
         esb_state_dir=state_dir,
         kafka_port=kafka,
