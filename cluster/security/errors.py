@@ -1,0 +1,100 @@
+"""Security errors, subclasses of the bus's one exception tree (cluster.errors).
+
+EsbError
+├── Unauthorized        401  no token, or a token that fails verification
+├── Forbidden           403  a valid token whose role or grants do not allow the call
+├── TooManyRequests     429  a tenant quota is exhausted for now (`retry_after_s`)
+└── DecryptionFailed    500  stored ciphertext does not authenticate (tampered, wrong key)
+    └── KeyDeleted      410  the tenant's data key was deleted: the data is shredded
+
+Each carries `headers`: what the HTTP layer should send with the problem+json answer
+(`WWW-Authenticate` for 401, `Retry-After` for 429), so handlers need not know the rules.
+
+>>> Unauthorized("token expired").headers["WWW-Authenticate"]
+'Bearer error="invalid_token", error_description="token expired"'
+>>> TooManyRequests("slow down", retry_after_s=0.2).headers
+{'Retry-After': '1'}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from cluster.errors import EsbError
+
+_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750: no quote, backslash, controls
+
+
+class Unauthorized(EsbError):
+    """401: send `WWW-Authenticate` so clients know to (re)authenticate with a bearer token.
+
+    `error=None` is for a request without any token (RFC 6750 §3.1: no error code then).
+    """
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, *, error: str | None = "invalid_token", **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.error = error
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.error is None:
+            return {"WWW-Authenticate": 'Bearer realm="esb"'}
+        description = _UNSAFE.sub("", self.detail)[:200]
+        return {
+            "WWW-Authenticate": f'Bearer error="{self.error}", error_description="{description}"'
+        }
+
+
+class Forbidden(EsbError):
+    """403: authenticated, but the role or grants do not cover this call."""
+
+    status = 403
+    title = "Forbidden"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class TooManyRequests(EsbError):
+    """429: a quota is used up; `retry_after_s` says when trying again can succeed.
+
+    `retry_after_s=None` when waiting does not help (a count quota: delete something first).
+    """
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float | None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class DecryptionFailed(EsbError):
+    """Stored ciphertext did not authenticate: tampered, truncated, or bound to other ids."""
+
+    status = 500
+    title = "Event data cannot be decrypted"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class KeyDeleted(DecryptionFailed):
+    """The tenant's data key is gone (crypto-shredding): the data is unreadable for good."""
+
+    status = 410
+    title = "Gone"
