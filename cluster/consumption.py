@@ -22,6 +22,7 @@ from cluster.errors import BadRequest, InvalidInput
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
 from cluster.settings import Settings
+from cluster.subscription_models import SubscriptionConfig
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
 
@@ -45,6 +46,18 @@ def decode_cursor(cursor: str) -> dict[int, int]:
 class EventConsumptionService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
+
+    async def create_subscription(
+        self, config: SubscriptionConfig, tenant_id: str, created_by: str = "sdk"
+    ) -> str:
+        """As in the product quick start: answers the subscription id. The webhook signing
+        secret is shown once, by SubscriptionService.create_subscription (which this calls)."""
+        from cluster.subscriptions import SubscriptionService  # it imports this module's peers
+
+        record, _secret = await SubscriptionService(bus=self._bus).create_subscription(
+            config, tenant_id, created_by
+        )
+        return record.subscription_id
 
     async def read_events(
         self,

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Reading back.
     max_read_limit: int = 1_000
 
+    # Subscriptions: webhooks to loopback/private/link-local addresses are refused unless allowed.
+    allow_private_webhooks: bool = False
+    webhook_timeout_s: float = 10.0
+
     jwt_secret_key: str | None = None
     log_level: str = Field(default="INFO")
 

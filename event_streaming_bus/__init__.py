@@ -38,6 +38,9 @@ from cluster.processing import StreamProcessingService
 from cluster.publishing import BatchReceipt, EventPublishingService, PublishReceipt
 from cluster.settings import Settings
 from cluster.streaming import EventStreamingService
+from cluster.subscription_models import RetryPolicy, SubscriptionConfig, SubscriptionRecord
+from cluster.subscriptions import SubscriptionService
+from cluster.webhooks import verify as verify_webhook
 from pipelines.envelope import EventConfig, EventIn
 from pipelines.spec import PipelineSpec
 
@@ -56,9 +59,14 @@ __all__ = [
     "PayloadTooLarge",
     "PipelineSpec",
     "PublishReceipt",
+    "RetryPolicy",
     "ServiceUnavailable",
     "Settings",
     "StreamConfig",
     "StreamProcessingService",
     "StreamRecord",
+    "SubscriptionConfig",
+    "SubscriptionRecord",
+    "SubscriptionService",
+    "verify_webhook",
 ]

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from cluster.settings import Settings
 from serve import problems
-from serve.routes import events, health, pipelines, streams
+from serve.routes import events, health, live, pipelines, streams, subscriptions
 
 VERSION = "0.1.0"
 
@@ -27,4 +27,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(streams.router)
     app.include_router(events.router)
     app.include_router(pipelines.router)
+    app.include_router(subscriptions.router)
+    app.include_router(live.router)
     return app

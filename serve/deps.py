@@ -12,6 +12,7 @@ from cluster.processing import StreamProcessingService
 from cluster.publishing import EventPublishingService
 from cluster.settings import Settings
 from cluster.streaming import EventStreamingService
+from cluster.subscriptions import SubscriptionService
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     publishing: EventPublishingService
     consumption: EventConsumptionService
     processing: StreamProcessingService
+    subscriptions: SubscriptionService
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -33,6 +35,7 @@ class Services:
             publishing=EventPublishingService(bus=bus),
             consumption=EventConsumptionService(bus=bus),
             processing=StreamProcessingService(bus=bus),
+            subscriptions=SubscriptionService(bus=bus),
         )
 
 

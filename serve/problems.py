@@ -16,9 +16,11 @@ PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
@@ -26,7 +28,9 @@ async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
     extra = {"errors": exc.errors} if exc.errors else {}
-    return problem(exc.status, exc.title, exc.detail, **extra)
+    # WWW-Authenticate on a 401, Retry-After on a 429 (cluster.security.errors).
+    headers = getattr(exc, "headers", None)
+    return problem(exc.status, exc.title, exc.detail, headers=headers, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

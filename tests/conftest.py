@@ -43,6 +43,7 @@ def _test_settings(state_dir: Path) -> Settings:
         ray_port=ray,
         ray_dashboard_port=dashboard,
         api_port=api,
+        allow_private_webhooks=True,  # the webhook tests' receivers listen on 127.0.0.1
     )
 
 

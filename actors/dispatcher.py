@@ -1,0 +1,532 @@
+"""Subscription dispatchers: consume with the subscription's group -> filter -> deliver -> commit.
+
+`Dispatcher` is a plain asyncio class (usable without Ray); `DispatcherActor` is its thin Ray
+shell: a detached, named actor (`esb-sub-<id>-<i>` in namespace `esb`, num_cpus=0,
+max_restarts=-1) that runs the dispatcher in a thread from its constructor, so Ray's own restart
+of a killed actor resumes dispatching with no supervisor of ours.
+
+One cycle: consume up to batch_size records -> (at_most_once: commit first) -> deliver each
+partition's records in order, partitions concurrently -> one Kafka transaction with the dead
+letters (and forwarded records) plus the consumed offsets (send_offsets_to_transaction with the
+consumer's group metadata) -> counters and live updates in Redis.
+
+Fencing: static group membership (`group.instance.id`) plus one transactional id per dispatcher
+slot. A restarted dispatcher takes its predecessor's membership and transactional id over; the
+broker then refuses the zombie's offsets (fenced member) and its transactions (fenced producer
+epoch), and aborts whatever transaction it left open.
+
+Retries: a failed delivery blocks only its partition. The partition is paused, the event kept in
+memory with its attempt count and first-attempt time, and retried after a full-jitter backoff
+while the other partitions go on. After the last attempt (or max age) it goes to the dead-letter
+topic in the same transaction that commits its offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import ray
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from redis import Redis
+
+from cluster.kafka_clients import consumer_config, producer_config
+from cluster.settings import Settings
+from cluster.subscription_models import EventFilter, SubscriptionRecord, sub_key
+from cluster.webhooks import Outcome, WebhookSender
+
+log = logging.getLogger("esb.dispatcher")
+TP = tuple[str, int]
+STATE_POLL_S = 0.5
+CYCLE_BUDGET_S = 60.0  # stop starting new deliveries in a cycle after this (max.poll.interval)
+LIVE_ITEMS_MAX = 500
+
+
+def _now_iso() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Pending:
+    """An event whose delivery failed and waits for its next attempt; its partition is paused."""
+
+    msg: Message
+    event: dict[str, Any]
+    webhook_id: str
+    attempts: int = 0
+    first_at: float = field(default_factory=time.time)
+    first_at_iso: str = field(default_factory=_now_iso)
+    next_at: float = 0.0  # time.monotonic()
+    last_error: str | None = None
+    last_status: int | None = None
+
+
+@dataclass
+class Cycle:
+    """What one cycle makes durable together."""
+
+    outputs: list[tuple[str, int, bytes | None, bytes, Any]] = field(default_factory=list)
+    advanced: dict[TP, int] = field(default_factory=dict)
+    resume: list[TP] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    live: list[dict[str, Any]] = field(default_factory=list)
+    last_error: str | None = None
+
+
+class Dispatcher:
+    """Owns what the group assigns it of the subscription's topics until closed or fenced."""
+
+    def __init__(self, settings: Settings, record: SubscriptionRecord, index: int = 0) -> None:
+        self.settings, self.record, self.index = settings, record, index
+        self.config = record.config
+        self.mode = record.config.delivery_mode
+        self.policy = record.config.retry_policy
+        self.filter = EventFilter(record.config)
+        self.redis = Redis.from_url(settings.redis, socket_timeout=30)
+        self.state = "active"
+        self._state_checked = 0.0
+        self.assigned: set[TP] = set()
+        self.next_offset: dict[TP, int] = {}
+        self.blocked: dict[TP, Pending] = {}
+        self.producer = Producer(
+            producer_config(
+                settings,
+                **{
+                    "transactional.id": record.transactional_id(index),
+                    "transaction.timeout.ms": 120_000,
+                },
+            )
+        )
+        self.producer.init_transactions(60)  # fences (and aborts) a predecessor's transaction
+        self.consumer = Consumer(
+            consumer_config(
+                settings,
+                record.group_id,
+                **{
+                    "group.instance.id": record.instance_id(index),
+                    "client.id": f"esb-dispatcher-{record.subscription_id}-{index}",
+                    "session.timeout.ms": 10_000,
+                    "max.poll.interval.ms": 600_000,
+                },
+            )
+        )
+        self.consumer.subscribe(
+            [record.kafka_topic, record.retry_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self.sender = (
+            WebhookSender(
+                allow_private=settings.allow_private_webhooks,
+                timeout_s=settings.webhook_timeout_s,
+            )
+            if record.config.webhook_url is not None
+            else None
+        )
+
+    # --- group membership ----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.assign(partitions)
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.assigned.add(key)
+            self.blocked.pop(key, None)
+            self.next_offset.pop(key, None)
+        if self.state != "active" and partitions:
+            consumer.pause(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A revoked partition's pending retry is dropped: its next owner starts it again from
+        the committed offset (the attempt count restarts there)."""
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self.assigned.discard(key)
+            self.blocked.pop(key, None)
+            self.next_offset.pop(key, None)
+        with contextlib.suppress(KafkaException):
+            consumer.unassign()
+
+    # --- control state ------------------------------------------------------------------------
+
+    def _sync_state(self) -> None:
+        now = time.monotonic()
+        if now - self._state_checked < STATE_POLL_S:
+            return
+        self._state_checked = now
+        raw = self.redis.get(sub_key(self.record.subscription_id, "state"))
+        state = raw.decode() if isinstance(raw, bytes) else (raw or "active")
+        if state != self.state:
+            self._set_state(state)
+
+    def _set_state(self, state: str) -> None:
+        was_active, self.state = self.state == "active", state
+        tps = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        if was_active and state != "active" and tps:
+            self.consumer.pause(tps)
+        elif not was_active and state == "active":
+            for t, p in sorted(self.assigned):
+                if (t, p) in self.blocked:
+                    self.blocked[(t, p)].next_at = 0.0  # retry it right away
+                    continue
+                self._resume((t, p))
+
+    def _resume(self, tp: TP) -> None:
+        """Continue a partition at the first offset not yet done (records fetched past it were
+        dropped when it was blocked)."""
+        part = TopicPartition(tp[0], tp[1])
+        if tp in self.next_offset:
+            self.consumer.seek(TopicPartition(tp[0], tp[1], self.next_offset[tp]))
+        self.consumer.resume([part])
+
+    def _disable(self, why: str) -> None:
+        """410 Gone: the subscription is disabled (resume re-enables it)."""
+        self.redis.set(sub_key(self.record.subscription_id, "state"), "disabled")
+        self.redis.publish(
+            sub_key(self.record.subscription_id, "live"),
+            orjson.dumps({"type": "state", "state": "disabled", "reason": why}),
+        )
+        self._set_state("disabled")
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def run(self, should_stop: Any = lambda: False) -> None:
+        try:
+            while not should_stop():
+                await self.step()
+        finally:
+            await self.close()
+
+    async def step(self) -> None:
+        self._sync_state()
+        if self.state != "active":
+            stray = await asyncio.to_thread(self.consumer.consume, 100, STATE_POLL_S)
+            self._remember_unprocessed(stray)
+            return
+        now = time.monotonic()
+        due = [tp for tp, p in self.blocked.items() if p.next_at <= now]
+        wait = 0.0 if due else STATE_POLL_S
+        if self.blocked and not due:
+            wait = max(0.0, min(wait, min(p.next_at for p in self.blocked.values()) - now))
+        messages = await asyncio.to_thread(self.consumer.consume, self.config.batch_size, wait)
+        groups: dict[TP, list[Message]] = defaultdict(list)
+        for m in messages:
+            if m.error() is not None:
+                continue
+            tp = (m.topic() or "", m.partition() or 0)
+            if tp in self.blocked or _off(m) < self.next_offset.get(tp, -1):
+                continue  # dropped on blocking; fetched again after the seek on resume
+            groups[tp].append(m)
+        if not groups and not due:
+            return
+        cycle = Cycle()
+        if self.mode == "at_most_once" and groups:
+            done = [TopicPartition(t, p, _off(ms[-1]) + 1) for (t, p), ms in groups.items()]
+            await asyncio.to_thread(self.consumer.commit, offsets=done, asynchronous=False)
+        deadline = time.monotonic() + CYCLE_BUDGET_S
+        await asyncio.gather(
+            *(self._partition(tp, ms, cycle, deadline) for tp, ms in groups.items()),
+            *(self._retry(tp, cycle) for tp in due),
+        )
+        await asyncio.to_thread(self._commit, cycle)
+        for tp, ms in groups.items():  # records a cycle left over (budget, 410): read again
+            first = self.next_offset.setdefault(tp, _off(ms[0]))
+            if tp not in self.blocked and first <= _off(ms[-1]):
+                self.consumer.seek(TopicPartition(tp[0], tp[1], first))
+        for tp in cycle.resume:
+            if tp in self.assigned and self.state == "active":
+                self._resume(tp)
+        self._report(cycle)
+
+    def _remember_unprocessed(self, messages: list[Message]) -> None:
+        for m in messages:
+            if m.error() is None:
+                tp = (m.topic() or "", m.partition() or 0)
+                self.next_offset[tp] = min(self.next_offset.get(tp, _off(m)), _off(m))
+
+    def _advance(self, tp: TP, msg: Message, cycle: Cycle) -> None:
+        self.next_offset[tp] = cycle.advanced[tp] = _off(msg) + 1
+
+    async def _partition(
+        self, tp: TP, messages: list[Message], cycle: Cycle, deadline: float
+    ) -> None:
+        """One partition's records in order; stops at the first that must wait for a retry."""
+        for m in messages:
+            if self.mode != "at_most_once" and time.monotonic() > deadline:
+                return
+            if self.state != "active":  # disabled by a 410 meanwhile
+                return
+            if self.config.target == "kafka" and self.filter.everything:
+                self._forward(m, cycle)
+                self._advance(tp, m, cycle)
+                continue
+            event = _decode(m.value())
+            if event is None or not self.filter.matches(event):
+                cycle.counters["undecodable" if event is None else "filtered_out"] += 1
+                self._advance(tp, m, cycle)
+                continue
+            if self.config.target == "kafka":
+                self._forward(m, cycle)
+                self._advance(tp, m, cycle)
+                continue
+            pending = Pending(m, event, _webhook_id(event, m))
+            if self.mode == "exactly_once" and self._already_delivered(pending.webhook_id):
+                cycle.counters["duplicates_skipped"] += 1
+                self._advance(tp, m, cycle)
+                continue
+            if not await self._attempt(pending, cycle):
+                self.blocked[tp] = pending
+                self.consumer.pause([TopicPartition(tp[0], tp[1])])
+                self.next_offset[tp] = _off(m)
+                return
+            self._advance(tp, m, cycle)
+
+    async def _retry(self, tp: TP, cycle: Cycle) -> None:
+        pending = self.blocked[tp]
+        if await self._attempt(pending, cycle):
+            del self.blocked[tp]
+            self._advance(tp, pending.msg, cycle)
+            cycle.resume.append(tp)
+
+    async def _attempt(self, pending: Pending, cycle: Cycle) -> bool:
+        """One delivery attempt; True when the event is done with (delivered or dead-lettered),
+        False when it waits for another attempt (or for the subscription to be re-enabled)."""
+        assert self.sender is not None and self.config.webhook_url is not None
+        pending.attempts += 1
+        outcome = await self.sender.send(
+            self.config.webhook_url,
+            self.record.secret,
+            pending.webhook_id,
+            pending.msg.value() or b"",
+        )
+        item = self._live_item(pending, outcome)
+        if outcome.ok:
+            if self.mode == "exactly_once":
+                self.redis.set(
+                    sub_key(self.record.subscription_id, f"done:{pending.webhook_id}"),
+                    1,
+                    ex=self.settings.idempotency_ttl_s,
+                )
+            cycle.counters["delivered"] += 1
+            cycle.live.append({**item, "outcome": "delivered"})
+            return True
+        pending.last_error, pending.last_status = outcome.error, outcome.status
+        cycle.last_error = outcome.error
+        if outcome.gone:
+            pending.attempts -= 1  # not the receiver's failure: the event waits for a resume
+            pending.next_at = 0.0
+            cycle.live.append({**item, "outcome": "disabled"})
+            self._disable(outcome.error or "410 Gone")
+            return False
+        delay_s = self.policy.delay_ms(pending.attempts) / 1000
+        age_ms = (time.time() + delay_s - pending.first_at) * 1000
+        if (
+            self.mode == "at_most_once"
+            or pending.attempts >= self.policy.max_attempts
+            or age_ms > self.policy.max_age_ms
+        ):
+            cycle.outputs.append(self._dead_letter(pending))
+            cycle.counters["dead_lettered"] += 1
+            cycle.live.append({**item, "outcome": "dead_lettered"})
+            return True
+        pending.next_at = time.monotonic() + delay_s
+        cycle.counters["retried"] += 1
+        cycle.live.append({**item, "outcome": "retrying", "retry_in_ms": int(delay_s * 1000)})
+        return False
+
+    def _already_delivered(self, webhook_id: str) -> bool:
+        key = sub_key(self.record.subscription_id, f"done:{webhook_id}")
+        return bool(self.redis.exists(key))
+
+    def _forward(self, msg: Message, cycle: Cycle) -> None:
+        assert self.record.output_topic is not None
+        # The source partition (modulo the target's count): keys stay together and in order.
+        partition = (msg.partition() or 0) % self.record.output_partitions
+        cycle.outputs.append(
+            (self.record.output_topic, partition, msg.key(), msg.value() or b"", msg.headers())
+        )
+        cycle.counters["forwarded"] += 1
+
+    def _dead_letter(self, pending: Pending) -> tuple[str, int, bytes | None, bytes, Any]:
+        m = pending.msg
+        key = m.key()
+        doc = {
+            "subscription_id": self.record.subscription_id,
+            "webhook_id": pending.webhook_id,
+            "event": pending.event,
+            "value_b64": base64.b64encode(m.value() or b"").decode(),
+            "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+            "error": pending.last_error,
+            "http_status": pending.last_status,
+            "attempts": pending.attempts,
+            "first_attempt_at": pending.first_at_iso,
+            "last_attempt_at": _now_iso(),
+            "dead_lettered_at": _now_iso(),
+            "source": {"topic": m.topic(), "partition": m.partition(), "offset": m.offset()},
+        }
+        headers = [("content-type", b"application/json")]
+        return (self.record.dead_letter_topic, 0, m.key(), orjson.dumps(doc), headers)
+
+    def _live_item(self, pending: Pending, outcome: Outcome) -> dict[str, Any]:
+        m = pending.msg
+        return {
+            "webhook_id": pending.webhook_id,
+            "event_type": pending.event.get("type"),
+            "partition": m.partition(),
+            "offset": m.offset(),
+            "attempt": pending.attempts,
+            "http_status": outcome.status,
+            "error": outcome.error,
+        }
+
+    # --- durability ---------------------------------------------------------------------------
+
+    def _commit(self, cycle: Cycle) -> None:
+        """Dead letters, forwarded records and (unless at_most_once, which committed first) the
+        offsets, in one transaction. Any failure aborts it and ends this dispatcher; its
+        replacement starts over from the committed offsets."""
+        offsets = (
+            []
+            if self.mode == "at_most_once"
+            else [TopicPartition(t, p, o) for (t, p), o in sorted(cycle.advanced.items())]
+        )
+        if not cycle.outputs and not offsets:
+            return
+        self.producer.begin_transaction()
+        try:
+            for topic, partition, key, value, headers in cycle.outputs:
+                while True:
+                    try:
+                        self.producer.produce(
+                            topic, value, key, partition=partition, headers=headers
+                        )
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 60
+                )
+            self.producer.commit_transaction(120)
+        except KafkaException:
+            with contextlib.suppress(KafkaException):
+                self.producer.abort_transaction(30)
+            raise
+
+    def _report(self, cycle: Cycle) -> None:
+        sid = self.record.subscription_id
+        pipe = self.redis.pipeline(transaction=False)
+        for name, n in cycle.counters.items():
+            pipe.hincrby(sub_key(sid, "stats"), name, n)
+        if cycle.last_error is not None:
+            pipe.hset(
+                sub_key(sid, "stats"),
+                mapping={"last_error": cycle.last_error[:500], "last_error_at": _now_iso()},
+            )
+        if cycle.live:
+            for start in range(0, len(cycle.live), LIVE_ITEMS_MAX):
+                doc = {"type": "deliveries", "items": cycle.live[start : start + LIVE_ITEMS_MAX]}
+                pipe.publish(sub_key(sid, "live"), orjson.dumps(doc))
+        pipe.execute()
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.close()
+        with contextlib.suppress(RuntimeError, KafkaException):
+            await asyncio.to_thread(self.consumer.close)
+        with contextlib.suppress(RuntimeError, KafkaException):
+            self.producer.flush(10)
+        self.redis.close()
+
+
+def _off(msg: Message) -> int:
+    return msg.offset() or 0
+
+
+def _decode(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _webhook_id(event: dict[str, Any], msg: Message) -> str:
+    """The CloudEvent id: the same on every redelivery, so receivers can deduplicate on it."""
+    found = event.get("id")
+    return (
+        found
+        if isinstance(found, str) and found
+        else f"{msg.topic()}-{msg.partition()}-{msg.offset()}"
+    )
+
+
+def run_dispatcher(
+    settings: Settings, record: SubscriptionRecord, index: int, stop: threading.Event
+) -> None:
+    """Run (and on any error rebuild) the dispatcher until `stop` or the subscription is
+    cancelled. A rebuilt dispatcher resumes from the committed offsets."""
+    redis = Redis.from_url(settings.redis)
+    stats = sub_key(record.subscription_id, "stats")
+    redis.hincrby(stats, "dispatcher_starts", 1)
+    backoff_s = 1.0
+    while not stop.is_set():
+        if redis.get(sub_key(record.subscription_id, "state")) in (b"cancelled", None):
+            return
+        try:
+            asyncio.run(Dispatcher(settings, record, index).run(stop.is_set))
+            return
+        except Exception as exc:
+            log.exception("dispatcher %s/%d failed; rebuilding", record.subscription_id, index)
+            redis.hset(
+                stats,
+                mapping={
+                    "last_error": f"dispatcher: {type(exc).__name__}: {exc}"[:500],
+                    "last_error_at": _now_iso(),
+                },
+            )
+            stop.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, 30.0)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=4)  # type: ignore[call-overload]
+class DispatcherActor:
+    """The Ray shell. Dispatching starts in the constructor, so a restart by Ray resumes it."""
+
+    def __init__(self, settings: dict[str, Any], record: dict[str, Any], index: int) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=run_dispatcher,
+            args=(
+                Settings(**settings),
+                SubscriptionRecord.model_validate(record),
+                index,
+                self._stop,
+            ),
+            name="esb-dispatcher",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
