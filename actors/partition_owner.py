@@ -40,7 +40,9 @@ class PartitionOwner:
         self.record = record
         self.spec = record.spec
         self.partitions = sorted(partitions)
-        self.store = PipelineStore(Redis.from_url(settings.redis), record.pipeline_id)
+        self.store = PipelineStore(
+            Redis.from_url(settings.redis), record.pipeline_id, self.partitions
+        )
         self.epochs = self.store.claim(self.partitions)  # fences every earlier owner
         definition = WindowDefinition.from_spec(self.spec)
         self.operators: dict[int, WindowOperator] = {}
@@ -54,9 +56,13 @@ class PartitionOwner:
             settings, record.consumer_group, **{"fetch.max.bytes": 64 * 1024 * 1024}
         )
         self.consumer.assign(start)
-        self.output = (
-            Producer(producer_config(settings)) if record.output_topic is not None else None
-        )
+        self.output: Producer | None = None
+        if record.output_topic is not None:
+            # One transactional id per partition set: a successor's init fences this producer.
+            txn_id = f"esb.{record.tenant_id}.pl.{record.pipeline_id}.p{self.store.owner_key}"
+            self.output = Producer(producer_config(settings, **{"transactional.id": txn_id}))
+            self.output.init_transactions(60)
+            self._finish_outbox()
 
     def step(self, timeout_s: float = 0.5) -> int:
         """One consume-process-commit cycle; answers how many records it consumed."""
@@ -70,31 +76,43 @@ class PartitionOwner:
         for p, batch in by_partition.items():
             self._process(p, batch, commit)
         if self.output is not None:
-            self._send_results(commit.results)
+            commit.outbox = _outbox(commit)
         if not self.spec.sinks.redis:
             commit.results, commit.retracted = [], []
         self.store.commit(self.epochs, commit)
+        if self.output is not None:
+            self._publish(commit.outbox)
         return len(messages)
 
-    def _send_results(self, results: list[dict[str, Any]]) -> None:
-        """Results to the output topic before the checkpoint: at-least-once, keyed by window so
-        a compacted topic keeps the latest revision of each."""
+    def _publish(self, outbox: bytes) -> None:
+        """The outbox's results and source offsets in one Kafka transaction, then clear it."""
         assert self.output is not None and self.record.output_topic is not None
-        failures: list[str] = []
+        box = orjson.loads(outbox)
+        self.output.begin_transaction()
+        for key, value in box["records"]:
+            self.output.produce(self.record.output_topic, value.encode(), key.encode())
+        offsets = [
+            TopicPartition(self.record.kafka_topic, int(p), offset)
+            for p, offset in box["offsets"].items()
+        ]
+        self.output.send_offsets_to_transaction(
+            offsets, self.consumer.consumer_group_metadata(), 60
+        )
+        self.output.commit_transaction(60)
+        self.store.clear_outbox()
 
-        def report(err: Any, _msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        for doc in results:
-            self.output.produce(
-                self.record.output_topic,
-                orjson.dumps(doc),
-                result_member(doc).encode(),
-                on_delivery=report,
-            )
-        if self.output.flush(60) or failures:
-            raise RuntimeError(f"output topic refused results: {failures[:3]}")
+    def _finish_outbox(self) -> None:
+        """Publish what a predecessor committed to Redis but may not have published."""
+        outbox = self.store.outbox()
+        if outbox is None:
+            return
+        box = orjson.loads(outbox)
+        wanted = [TopicPartition(self.record.kafka_topic, int(p)) for p in box["offsets"]]
+        committed = {tp.partition: tp.offset for tp in self.consumer.committed(wanted, 60)}
+        if all(committed.get(int(p), -1) >= off for p, off in box["offsets"].items()):
+            self.store.clear_outbox()  # its transaction did commit
+        else:
+            self._publish(outbox)
 
     def _process(self, partition: int, batch: list[Message], commit: Commit) -> None:
         frame, rejected = self._decode(batch)
@@ -179,7 +197,7 @@ class PartitionOwner:
         with contextlib.suppress(RuntimeError):  # already closed
             self.consumer.close()
         if self.output is not None:
-            self.output.flush(10)
+            self.output.flush(10)  # nothing pending outside a transaction; releases the client
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=2)  # type: ignore[call-overload]
@@ -196,3 +214,14 @@ class PartitionOwnerActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _outbox(commit: Commit) -> bytes:
+    """The step's output records (keyed by window: a compacted topic keeps the latest revision)
+    and the source offsets they came from."""
+    return orjson.dumps(
+        {
+            "offsets": {str(p): offset for p, (offset, _) in commit.positions.items()},
+            "records": [[result_member(d), orjson.dumps(d).decode()] for d in commit.results],
+        }
+    )

@@ -19,6 +19,14 @@ Keys (prefix `esb:pl:<id>`):
     :dead        list        late events under late_policy "dead_letter" (JSON)
     Session windows that a merge replaced are deleted in the same script.
     :live        channel     each commit's results as a JSON array, for WebSocket clients
+    :outbox:<partitions>  what an owner still has to publish to the output topic (see below)
+
+Output topics (exactly once): a commit also stores the step's output records as an outbox; the
+owner then publishes them in one Kafka transaction together with the step's source offsets
+(send_offsets_to_transaction to the pipeline's group) and clears the outbox. A restarted owner
+finds a leftover outbox and publishes it, unless the group's committed offsets show that its
+transaction already committed. Zombies are fenced by the transactional id (one per partition
+set) on the Kafka side and by the epochs on the Redis side.
 """
 
 from __future__ import annotations
@@ -62,7 +70,10 @@ local dead = cjson.decode(ARGV[5])
 for _, d in ipairs(dead) do
   redis.call('RPUSH', prefix .. ':dead', d)
 end
-local i = 8
+if ARGV[8] ~= '' then
+  redis.call('SET', prefix .. ':outbox:' .. ARGV[9], ARGV[8])
+end
+local i = 10
 while i <= #ARGV do
   local p, offset, state = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   redis.call('HSET', prefix .. ':ckpt:' .. p, 'offset', offset, 'epoch', epochs[p], 'state', state)
@@ -98,6 +109,7 @@ class Commit:
     progress: dict[int, dict[str, int]]
     dead_letters: list[dict[str, Any]]
     retracted: list[dict[str, Any]]  # session windows a merge replaced: deleted first
+    outbox: bytes = b""  # for an output topic: what the owner publishes after this commit
 
 
 def prefix(pipeline_id: str) -> str:
@@ -111,10 +123,19 @@ def result_member(doc: dict[str, Any]) -> str:
 class PipelineStore:
     """Synchronous (it runs inside partition-owner actors, between blocking Kafka polls)."""
 
-    def __init__(self, redis: Redis, pipeline_id: str) -> None:
+    def __init__(self, redis: Redis, pipeline_id: str, partitions: list[int] | None = None) -> None:
         self._redis = redis
         self._prefix = prefix(pipeline_id)
         self._commit = redis.register_script(_COMMIT)
+        self.owner_key = "-".join(map(str, sorted(partitions or [])))
+
+    def outbox(self) -> bytes | None:
+        """What the last commit left to publish to the output topic, if it was not cleared."""
+        found = self._redis.get(f"{self._prefix}:outbox:{self.owner_key}")
+        return found.encode() if isinstance(found, str) else found
+
+    def clear_outbox(self) -> None:
+        self._redis.delete(f"{self._prefix}:outbox:{self.owner_key}")
 
     def claim(self, partitions: list[int]) -> dict[int, int]:
         """Take the partitions over: a new epoch each, which fences every earlier owner."""
@@ -152,6 +173,8 @@ class PipelineStore:
             orjson.dumps([orjson.dumps(d).decode() for d in commit.dead_letters]),
             orjson.dumps([[result_member(r), str(r["key"])] for r in commit.retracted]),
             b"[" + b",".join(docs) + b"]",  # what live subscribers receive
+            commit.outbox,
+            self.owner_key,
         ]
         for p, (offset, state) in commit.positions.items():
             args += [str(p), str(offset), state]

@@ -12,11 +12,13 @@ import os
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cluster import local_stack
@@ -76,3 +78,15 @@ def ray_session(stack: Settings) -> Iterator[Any]:
     )
     yield context
     ray.shutdown()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh suffix, so each test has its own streams and topics."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def http(stack: Settings) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+        yield client

@@ -1,11 +1,10 @@
-"""Integration fixtures on top of the session stack (tests/conftest.py): HTTP client, names,
-and a plain confluent-kafka reader for checking what landed on a topic."""
+"""Helpers for integration tests on the session stack (fixtures are in tests/conftest.py): a plain
+confluent-kafka reader for checking what landed on a topic, and stream creation over HTTP."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,6 @@ from confluent_kafka import Consumer, TopicPartition
 from cluster.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def unique() -> str:
-    """A fresh suffix, so each test has its own streams and topics."""
-    return uuid.uuid4().hex[:10]
-
-
-@pytest.fixture(scope="session")
-def http(stack: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
-        yield client
 
 
 def read_topic(settings: Settings, topic: str, expected: int, deadline_s: float = 60) -> list[Any]:

@@ -169,10 +169,10 @@ def caught_up(http: httpx.Client, pipeline_id: str) -> dict[str, Any] | None:
     )
 
 
-def submit(http: httpx.Client, stream_id: str, owners: int) -> str:
+def submit(http: httpx.Client, stream_id: str, owners: int, **spec: Any) -> str:
     answer = http.post(
         "/api/v1/pipelines",
-        json={"tenant_id": TENANT, "owners": owners, "spec": spec_for(stream_id)},
+        json={"tenant_id": TENANT, "owners": owners, "spec": spec_for(stream_id, **spec)},
     )
     assert answer.status_code == 201, answer.text
     pipeline_id: str = answer.json()["pipeline_id"]
@@ -215,7 +215,10 @@ def test_killed_owners_lose_and_double_count_nothing(
     import ray
 
     stream = create_stream(http, TENANT, f"kill-{unique}", partitions=4)
-    pipeline_id = submit(http, stream["stream_id"], owners=2)
+    output = f"esb.{TENANT}.kill-out-{unique}"
+    pipeline_id = submit(
+        http, stream["stream_id"], owners=2, sinks={"kafka_topic": f"kill-out-{unique}"}
+    )
     publish(http, stream["stream_id"], make_events(4_000, seed=3))
     wait_for(lambda: caught_up(http, pipeline_id), "the first half to be processed")
 
@@ -241,6 +244,16 @@ def test_killed_owners_lose_and_double_count_nothing(
     wait_for(lambda: caught_up(http, pipeline_id), "the pipeline to catch up after the kills")
     assert wait_for(lambda: results_of(http, pipeline_id) == expected or None, "results") is True
     http.delete(f"/api/v1/pipelines/{pipeline_id}")
+
+    # The output topic, read_committed, has every closed window exactly once despite the kills.
+    out = [orjson.loads(r.value()) for r in read_topic(stack, output, expected=len(expected))]
+    windows = [(r["key"], r["window_start_ms"]) for r in out if r["key"] != "sentinel"]
+    assert len(windows) == len(set(windows)) == len(expected)
+    assert {
+        (r["key"], r["window_start_ms"]): (r["orders"], r["revenue"])
+        for r in out
+        if r["key"] != "sentinel"
+    } == expected
 
 
 def _actor(ray: Any, name: str) -> Any:
