@@ -21,7 +21,7 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.kafka_clients import new_consumer, producer_config
+from cluster.kafka_clients import committed_offsets, new_consumer, producer_config
 from cluster.pipeline_store import Commit, Fenced, PipelineStore, result_member
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
@@ -108,7 +108,7 @@ class PartitionOwner:
             return
         box = orjson.loads(outbox)
         wanted = [TopicPartition(self.record.kafka_topic, int(p)) for p in box["offsets"]]
-        committed = {tp.partition: tp.offset for tp in self.consumer.committed(wanted, 60)}
+        committed = {tp.partition: tp.offset for tp in committed_offsets(self.consumer, wanted)}
         if all(committed.get(int(p), -1) >= off for p, off in box["offsets"].items()):
             self.store.clear_outbox()  # its transaction did commit
         else:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cluster.errors import ServiceUnavailable
@@ -47,6 +48,32 @@ def admin_client(settings: Settings) -> AdminClient:
 
 def new_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(settings, group_id, **overrides))
+
+
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def committed_offsets(
+    consumer: Consumer, partitions: list[TopicPartition], attempts: int = 6
+) -> list[TopicPartition]:
+    """consumer.committed(), retried while the group coordinator moves or loads (it answers
+    NOT_COORDINATOR for a while after a group first appears); then ServiceUnavailable."""
+    for attempt in range(attempts):
+        try:
+            return consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0]
+            passing = error.code() in _COORDINATOR_MOVING or error.retriable()
+            if not passing or attempt == attempts - 1:
+                raise ServiceUnavailable(f"Kafka did not give committed offsets: {exc}") from None
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from cluster.bus import Bus, shared_bus
 from cluster.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from cluster.kafka_clients import admin_client, new_consumer
+from cluster.kafka_clients import admin_client, committed_offsets, new_consumer
 from cluster.settings import Settings
 from cluster.streaming import check_identifier
 from cluster.subscription_models import (
@@ -344,8 +344,8 @@ class SubscriptionService:
         marks = self._bus.topics.watermarks(record.kafka_topic)
         consumer = new_consumer(self._bus.settings, record.group_id)
         try:
-            committed = consumer.committed(
-                [TopicPartition(record.kafka_topic, p) for p in sorted(marks)], timeout=10
+            committed = committed_offsets(
+                consumer, [TopicPartition(record.kafka_topic, p) for p in sorted(marks)]
             )
         finally:
             consumer.close()

@@ -5,29 +5,33 @@ globs, default all), `start` (`latest`, the default: events published after the 
 or `earliest`) or `from_time_ms`. Each message is one event as JSON:
 `{"partition", "offset", "key", "event": <the CloudEvent>}`, in partition order (so in order
 per key). The tail reads with its own consumer (no group, nothing committed); a client that
-falls more than LIVE_QUEUE events behind is closed with 1008, so it never slows publishing.
+falls more than 1,000 events behind is closed with 1008, so it never slows publishing. Events
+of Arrow-batched records are sent one by one, like the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import re
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import polars as pl
 from confluent_kafka import Consumer, TopicPartition
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from cluster.errors import EsbError, InvalidInput
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
 from cluster.subscription_models import compile_globs
 from cluster.topics import TopicAdmin
+from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from serve.deps import services
+from serve.websocket import relay
 
 router = APIRouter(tags=["events"])
-LIVE_QUEUE = 1000
 BATCH = 500
 
 
@@ -51,18 +55,6 @@ def _start_positions(
         ]
     pick = 0 if start == "earliest" else 1
     return [TopicPartition(record.kafka_topic, p, m[pick]) for p, m in sorted(marks.items())]
-
-
-def _frame(msg: Any) -> bytes:
-    key = msg.key()
-    head = orjson.dumps(
-        {
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "key": key.decode("utf-8", "replace") if key else None,
-        }
-    )
-    return head[:-1] + b',"event":' + (msg.value() or b"null") + b"}"
 
 
 @router.websocket("/ws/events/{stream_name}")
@@ -96,49 +88,37 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
     )
     consumer.assign(positions)
     await websocket.accept()
-    queue: asyncio.Queue[bytes] = asyncio.Queue(LIVE_QUEUE)
-    overflow, stopping = asyncio.Event(), asyncio.Event()
-
-    async def pump() -> None:
-        while not stopping.is_set():
-            batch = await asyncio.to_thread(consumer.consume, BATCH, 0.5)
-            for m in batch:
-                if m.error() is not None:
-                    continue
-                if accept is not None:
-                    try:
-                        kind = orjson.loads(m.value() or b"{}").get("type")
-                    except (orjson.JSONDecodeError, AttributeError):
-                        continue
-                    if not isinstance(kind, str) or accept.match(kind) is None:
-                        continue
-                if queue.full():
-                    overflow.set()
-                    return
-                queue.put_nowait(_frame(m))
-
-    async def send() -> None:
-        while True:
-            await websocket.send_text((await queue.get()).decode())
-
-    async def until_closed() -> None:
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass
-
-    reader = asyncio.create_task(pump())
-    others = [asyncio.create_task(job()) for job in (send, until_closed)]
     try:
-        await asyncio.wait([reader, *others], return_when=asyncio.FIRST_COMPLETED)
-        if overflow.is_set():
-            await websocket.close(
-                code=1008, reason=f"client too slow: over {LIVE_QUEUE} events behind"
-            )
-    except WebSocketDisconnect:
-        pass
+        await relay(websocket, _tail(consumer, accept))
     finally:
-        stopping.set()
-        for task in others:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(reader, 5)  # its consume call must end before the close
         await asyncio.to_thread(consumer.close)
+
+
+async def _tail(consumer: Consumer, accept: re.Pattern[str] | None) -> AsyncIterator[bytes]:
+    """The frames of the events the consumer reads, filtered by type. Each consume call runs
+    in a thread and ends within half a second, so closing the consumer after it is safe."""
+    while True:
+        for m in await asyncio.to_thread(consumer.consume, BATCH, 0.5):
+            if m.error() is None:
+                for event, frame in _frames(m):
+                    kind = event.get("type")
+                    if accept is None or (isinstance(kind, str) and accept.match(kind)):
+                        yield frame
+
+
+def _frames(msg: Any) -> list[tuple[dict[str, Any], bytes]]:
+    """(event, frame) for each event of a record: one, or all of an Arrow-batched record's."""
+    key = msg.key()
+    head = {
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "key": key.decode("utf-8", "replace") if key else None,
+    }
+    try:
+        if is_arrow_batch(msg.headers()):
+            events = to_cloudevents(msg.value() or b"")
+        else:
+            events = [orjson.loads(msg.value() or b"{}")]
+    except (orjson.JSONDecodeError, pl.exceptions.PolarsError, OSError):
+        return []  # not an event this bus wrote
+    return [(e, orjson.dumps({**head, "event": e})) for e in events if isinstance(e, dict)]

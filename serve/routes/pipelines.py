@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,11 +15,11 @@ from cluster.pipeline_store import prefix
 from pipelines.spec import PipelineSpec
 from serve.body import read_json_object, validate
 from serve.deps import Services, services
+from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["pipelines"])
 Svc = Annotated[Services, Depends(services)]
 TenantQuery = Annotated[str | None, Query(max_length=64)]
-LIVE_QUEUE = 1000
 
 
 class SubmitPipeline(BaseModel):
@@ -115,7 +114,7 @@ async def pipeline_dead_letters(
 @router.websocket("/ws/pipelines/{pipeline_id}")
 async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
     """Each commit's new window results, as JSON arrays. A client that falls more than
-    LIVE_QUEUE messages behind is closed with 1008, so it never slows the pipeline."""
+    1,000 messages behind is closed with 1008, so it never slows the pipeline."""
     svc = services(websocket)
     try:
         await svc.processing.get_record(pipeline_id, websocket.query_params.get("tenant_id"))
@@ -125,35 +124,8 @@ async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
     await websocket.accept()
     pubsub = svc.bus.redis.pubsub()
     await pubsub.subscribe(f"{prefix(pipeline_id)}:live")
-    queue: asyncio.Queue[bytes] = asyncio.Queue(LIVE_QUEUE)
-    overflow = asyncio.Event()
-
-    async def pump() -> None:
-        async for message in pubsub.listen():
-            if message["type"] != "message":
-                continue
-            if queue.full():
-                overflow.set()
-                return
-            queue.put_nowait(message["data"])
-
-    async def send() -> None:
-        while True:
-            await websocket.send_text((await queue.get()).decode())
-
-    async def until_closed() -> None:
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass
-
-    tasks = [asyncio.create_task(job()) for job in (pump, send, until_closed)]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if overflow.is_set():
-            await websocket.close(code=1008, reason="client too slow: over 1000 messages behind")
-    except WebSocketDisconnect:
-        pass
+        await relay(websocket, redis_messages(pubsub))
     finally:
-        for task in tasks:
-            task.cancel()
         with contextlib.suppress(Exception):
             await pubsub.aclose()

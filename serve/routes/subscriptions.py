@@ -3,12 +3,11 @@ replay their dead letters; /ws/subscriptions/{id}: status and deliveries as they
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -16,11 +15,11 @@ from cluster.errors import EsbError
 from cluster.subscription_models import SubscriptionConfig, sub_key
 from serve.body import read_json_object, validate
 from serve.deps import Services, services
+from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["subscriptions"])
 Svc = Annotated[Services, Depends(services)]
 TenantQuery = Annotated[str | None, Query(max_length=64)]
-LIVE_QUEUE = 1000
 
 
 class CreateSubscription(SubscriptionConfig):
@@ -128,7 +127,7 @@ async def replay_dead_letters(
 @router.websocket("/ws/subscriptions/{subscription_id}")
 async def live_subscription(websocket: WebSocket, subscription_id: str) -> None:
     """First the status, then each cycle's deliveries (`{"type": "deliveries", "items": [...]}`)
-    and state changes (`{"type": "state", ...}`) as JSON. A client more than LIVE_QUEUE messages
+    and state changes (`{"type": "state", ...}`) as JSON. A client more than 1,000 messages
     behind is closed with 1008; it never slows the dispatcher."""
     svc = services(websocket)
     try:
@@ -142,37 +141,8 @@ async def live_subscription(websocket: WebSocket, subscription_id: str) -> None:
     pubsub = svc.bus.redis.pubsub()
     await pubsub.subscribe(sub_key(subscription_id, "live"))
     await websocket.send_text(orjson.dumps({"type": "status", **status}).decode())
-    queue: asyncio.Queue[bytes] = asyncio.Queue(LIVE_QUEUE)
-    overflow = asyncio.Event()
-
-    async def pump() -> None:
-        async for message in pubsub.listen():
-            if message["type"] != "message":
-                continue
-            if queue.full():
-                overflow.set()
-                return
-            queue.put_nowait(message["data"])
-
-    async def send() -> None:
-        while True:
-            await websocket.send_text((await queue.get()).decode())
-
-    async def until_closed() -> None:
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass
-
-    tasks = [asyncio.create_task(job()) for job in (pump, send, until_closed)]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if overflow.is_set():
-            await websocket.close(
-                code=1008, reason=f"client too slow: over {LIVE_QUEUE} messages behind"
-            )
-    except WebSocketDisconnect:
-        pass
+        await relay(websocket, redis_messages(pubsub))
     finally:
-        for task in tasks:
-            task.cancel()
         with contextlib.suppress(Exception):
             await pubsub.aclose()
