@@ -9,8 +9,10 @@ environment before ray.init).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -84,6 +86,7 @@ def launch(settings: Settings, progress: Progress) -> ProcessRecord:
         "--dashboard-port", str(settings.ray_dashboard_port),
         "--dashboard-agent-listen-port", str(agent_port),
         "--ray-client-server-port", str(client_port),
+        "--temp-dir", str(temp_dir(settings)),
         "--disable-usage-stats",
     ]  # fmt: skip
     return processes.spawn(
@@ -97,6 +100,14 @@ def launch(settings: Settings, progress: Progress) -> ProcessRecord:
             "client_port": client_port,
         },
     )
+
+
+def temp_dir(settings: Settings) -> Path:
+    """Ray's session dir, one per stack. Ray's Jobs API points each job's driver at "the latest
+    cluster started under its temp dir" (ray_current_cluster): with a shared /tmp/ray, a job could
+    join another stack on this machine. Short, because Ray's unix sockets live under it."""
+    digest = hashlib.sha256(str(settings.esb_state_dir.resolve()).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"esb-ray-{digest}"
 
 
 def dashboard_url(record: ProcessRecord) -> str:

@@ -77,7 +77,8 @@ def _wait_healthy(settings: Settings, started: float) -> None:
         time.sleep(0.5)
     raise StackError(
         f"the API did not answer on {settings.api_url}/health within {READY_TIMEOUT_S:.0f}s "
-        f"({last}); see the Serve logs under /tmp/ray/session_latest/logs/serve"
+        f"({last}); see the Serve logs in session_latest/logs/serve under Ray's temp dir "
+        "(for the local stack: esb-ray-* in the system temp dir)"
     )
 
 

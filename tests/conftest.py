@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster import local_stack
+from cluster import local_stack, ray_head
 from cluster.settings import Settings
 
 
@@ -62,6 +62,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Settings]:
             print(f"\n[esb] test stack logs kept in {state_dir}")
         else:
             shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(ray_head.temp_dir(settings), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
