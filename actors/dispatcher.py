@@ -478,8 +478,6 @@ def run_dispatcher(
     """Run (and on any error rebuild) the dispatcher until `stop` or the subscription is
     cancelled. A rebuilt dispatcher resumes from the committed offsets."""
     redis = Redis.from_url(settings.redis)
-    stats = sub_key(record.subscription_id, "stats")
-    redis.hincrby(stats, "dispatcher_starts", 1)
     backoff_s = 1.0
     while not stop.is_set():
         if redis.get(sub_key(record.subscription_id, "state")) in (b"cancelled", None):
@@ -490,7 +488,7 @@ def run_dispatcher(
         except Exception as exc:
             log.exception("dispatcher %s/%d failed; rebuilding", record.subscription_id, index)
             redis.hset(
-                stats,
+                sub_key(record.subscription_id, "stats"),
                 mapping={
                     "last_error": f"dispatcher: {type(exc).__name__}: {exc}"[:500],
                     "last_error_at": _now_iso(),
@@ -506,15 +504,15 @@ class DispatcherActor:
 
     def __init__(self, settings: dict[str, Any], record: dict[str, Any], index: int) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        config = Settings(**settings)
+        subscription = SubscriptionRecord.model_validate(record)
+        # Counted before the actor answers any call: a start is never missed by a status read.
+        stats = sub_key(subscription.subscription_id, "stats")
+        Redis.from_url(config.redis).hincrby(stats, "dispatcher_starts", 1)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=run_dispatcher,
-            args=(
-                Settings(**settings),
-                SubscriptionRecord.model_validate(record),
-                index,
-                self._stop,
-            ),
+            args=(config, subscription, index, self._stop),
             name="esb-dispatcher",
             daemon=True,
         )
