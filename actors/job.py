@@ -43,6 +43,7 @@ def start_owner(settings: Settings, record: PipelineRecord, index: int, parts: l
         name=owner_name(record.pipeline_id, index),
         namespace="esb",
         lifetime="non_detached",
+        scheduling_strategy="SPREAD",  # owners over the cluster's nodes, not packed on one
         runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
     ).remote(settings.model_dump(mode="json"), record.model_dump(mode="json"), parts)
 

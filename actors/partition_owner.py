@@ -66,7 +66,13 @@ class PartitionOwner:
 
     def step(self, timeout_s: float = 0.5) -> int:
         """One consume-process-commit cycle; answers how many records it consumed."""
-        messages = [m for m in self.consumer.consume(MAX_BATCH, timeout_s) if m.error() is None]
+        # Wait for the first record only, then take what is already fetched: consume(N, t) would
+        # wait for N records or the whole timeout, adding up to `timeout_s` to every window.
+        first = self.consumer.consume(1, timeout_s)
+        if not first:
+            return 0
+        fetched = first + self.consumer.consume(MAX_BATCH - 1, 0)
+        messages = [m for m in fetched if m.error() is None]
         if not messages:
             return 0
         by_partition: dict[int, list[Message]] = defaultdict(list)

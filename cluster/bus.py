@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from functools import cached_property
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from cluster.kafka_clients import AsyncProducer, producer_config
 from cluster.registry import StreamRegistry
@@ -27,9 +27,16 @@ class Bus:
         """One client per event loop: redis.asyncio connections cannot cross loops."""
         loop = _loop_id()
         if self._redis is None or self._redis_loop != loop:
-            self._redis = Redis.from_url(
-                self.settings.redis, socket_connect_timeout=5, socket_timeout=30
+            # A blocking pool: under a burst, requests wait for a connection instead of failing
+            # with MaxConnectionsError (a 500) once the default pool is exhausted.
+            pool = BlockingConnectionPool.from_url(
+                self.settings.redis,
+                max_connections=self.settings.serve_max_ongoing_requests + 32,
+                timeout=30,
+                socket_connect_timeout=5,
+                socket_timeout=30,
             )
+            self._redis = Redis(connection_pool=pool)
             self._redis_loop = loop
         return self._redis
 
@@ -51,7 +58,7 @@ class Bus:
         if producer is not None:
             await asyncio.to_thread(producer.close)
         if self._redis is not None and self._redis_loop == _loop_id():
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
         self._redis = None
 
 

@@ -98,7 +98,8 @@ async def _tail(consumer: Consumer, accept: re.Pattern[str] | None) -> AsyncIter
     """The frames of the events the consumer reads, filtered by type. Each consume call runs
     in a thread and ends within half a second, so closing the consumer after it is safe."""
     while True:
-        for m in await asyncio.to_thread(consumer.consume, BATCH, 0.5):
+        first = await asyncio.to_thread(consumer.consume, 1, 0.5)  # wait for one, not BATCH
+        for m in first + (consumer.consume(BATCH - 1, 0) if first else []):
             if m.error() is None:
                 for event, frame in _frames(m):
                     kind = event.get("type")
