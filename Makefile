@@ -35,11 +35,23 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy cluster actors pipelines serve event_streaming_bus
+	$(VENV)/bin/mypy cluster actors pipelines serve event_streaming_bus benchmarks
 
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## the full benchmark suite on a private stack; results in benchmarks/results/
+	$(PY) -m benchmarks
+
+bench-quick: $(BENCH_STAMP) ## the same scenarios, smaller (under five minutes)
+	$(PY) -m benchmarks --quick
 
 clean:
 	rm -rf .esb build *.egg-info

@@ -1,0 +1,181 @@
+"""The benchmark suite: `python -m benchmarks` (full) or `python -m benchmarks --quick`.
+
+Starts a private stack (own ports, own temp dir), runs the scenarios with progress on stderr,
+prints the tables, writes benchmarks/results/<timestamp>.json, PNG charts and the README
+section (README-section.md for full runs), and stops everything it started. Missed targets are
+reported, not failed; the exit code is 1 only when a trial failed or results were wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from benchmarks import charts, report
+from benchmarks.config import FULL, QUICK
+from benchmarks.machine import machine, versions
+from benchmarks.peers import quix_python
+from benchmarks.progress import Progress
+from benchmarks.scenario import Context, ScenarioResult
+from benchmarks.scenarios import (
+    arrow_ingest,
+    end_to_end,
+    http_publish,
+    profile,
+    scaling,
+    two_nodes,
+    window_throughput,
+)
+from benchmarks.stack import private_stack
+from cluster.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = (
+    "window-throughput",
+    "arrow-ingest",
+    "http-publish",
+    "end-to-end",
+    "scaling",
+    "two-nodes",
+)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios (default: all of {', '.join(SCENARIOS)})",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--keep-stack",
+        type=Path,
+        default=None,
+        help="reuse and leave running a stack in this dir (developing the suite)",
+    )
+    return parser.parse_args(argv)
+
+
+def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], dict[str, Any]]:
+    results: list[ScenarioResult] = []
+    profiled: dict[str, Any] = {}
+    loaded = None
+    if only & {"window-throughput", "scaling", "two-nodes"}:
+        loaded = window_throughput.load_topic(ctx)
+    window = None
+    if "window-throughput" in only and loaded is not None:
+        window = window_throughput.run(ctx, loaded)
+        results.append(window)
+    if "arrow-ingest" in only:
+        results.append(arrow_ingest.run(ctx))
+    if "http-publish" in only:
+        results.append(http_publish.run(ctx))
+    if "end-to-end" in only:
+        results.append(end_to_end.run(ctx))
+    if "scaling" in only and loaded is not None:
+        results.append(scaling.run(ctx, loaded, window or ScenarioResult("none", "")))
+    if "two-nodes" in only and ctx.config.two_nodes:
+        results.append(two_nodes.run(ctx, loaded))
+    elif "two-nodes" in only:
+        skipped = ScenarioResult("two-nodes", "Two Ray nodes on one machine: where owners run")
+        skipped.status = "left out of quick runs"
+        skipped.notes.append("it takes about 35 s; `make bench` runs it")
+        results.append(skipped)
+    missed = any(t.status == "missed" for r in results for t in r.targets)
+    if missed and loaded is not None:
+        try:
+            profiled = profile.run(ctx, loaded)
+        except Exception as exc:
+            ctx.progress(f"profile FAILED: {exc}")
+    return results, profiled
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the stack
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    args = parse(argv)
+    config = QUICK if args.quick else FULL
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    progress = Progress()
+    started_at = datetime.now(tz=UTC)
+    began = time.monotonic()
+    progress(f"benchmark run '{config.name}': {', '.join(s for s in SCENARIOS if s in only)}")
+    quix = quix_python(Settings().esb_cache_dir, progress) if "window-throughput" in only else None
+    work_dir = Path(tempfile.mkdtemp(prefix="esb-bench-work-"))
+    try:
+        with (
+            private_stack(progress, keep_dir=args.keep_stack) as bench,
+            httpx.Client(base_url=bench.settings.api_url, timeout=120) as http,
+        ):
+            ctx = Context(bench, http, config, progress, work_dir, quix)
+            results, profiled = run_scenarios(ctx, only)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    doc = document(config.name, started_at, time.monotonic() - began, results, profiled, quix)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"{stamp}.json"
+    json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    pngs = charts.draw(results, args.out, stamp)
+    section = report.full_markdown(doc)
+    section_path = args.out / (
+        "README-section.md" if config.name == "full" else "README-section-quick.md"
+    )
+    section_path.write_text(section)
+    print(section)
+    progress(
+        f"wrote {json_path}, {section_path} and {len(pngs)} charts "
+        f"({', '.join(p.name for p in pngs)}) in {time.monotonic() - began:.0f}s"
+    )
+    failed = [f for r in results for s in r.systems for f in s.failures]
+    return 1 if failed else 0
+
+
+def document(
+    name: str,
+    started_at: datetime,
+    seconds: float,
+    results: list[ScenarioResult],
+    profiled: dict[str, Any],
+    quix: Path | None,
+) -> dict[str, Any]:
+    config = QUICK if name == "quick" else FULL
+    not_measured = [f"{r.key}: {' '.join(r.notes)}" for r in results if r.status != "measured"]
+    not_measured += [
+        n for r in results for n in r.notes if "not measurable yet" in n and r.status == "measured"
+    ]
+    return {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_s": seconds,
+        "reproduce": "make bench" if name == "full" else "make bench-quick",
+        "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "machine": machine(),
+        "versions": versions(quix),
+        "scenarios": [r.to_dict() for r in results],
+        "targets": [t.to_dict() for r in results for t in r.targets],
+        "profile": profiled or None,
+        "not_measured": not_measured,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,150 @@
+"""HTTP load for the publish endpoints, from its own process (its CPU is the client's, not ours).
+
+batch:  N events as requests of --batch events, --clients concurrent closed-loop clients, each
+        waiting for its answer before sending the next; events/s from first send to last answer.
+single: one event per request, open loop at --rate requests/s for --seconds: request i is due at
+        t0 + i/rate and is sent then whether or not earlier ones were answered; its latency is
+        answer time - due time, so a stalled server or client cannot hide queueing.
+
+    python -m benchmarks.runners.http_load batch --url URL --stream-id S --events 50000
+    python -m benchmarks.runners.http_load single --url URL --stream-id S --rate 100 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from benchmarks.datagen import TENANT
+from benchmarks.procstat import self_usage
+
+WHO = {"tenant_id": TENANT, "user_id": "loader"}
+
+
+def event(i: int) -> dict[str, Any]:
+    return {
+        "event_type": "order.placed",
+        "source_capability": "shop",
+        "aggregate_id": f"k{i % 1000:04d}",
+        "aggregate_type": "Order",
+        "payload": {"amount": i % 100},
+    }
+
+
+async def batch_load(args: argparse.Namespace) -> dict[str, Any]:
+    requests = args.events // args.batch
+    bodies = [
+        orjson.dumps(
+            {
+                "stream_id": args.stream_id,
+                **WHO,
+                "events": [event(r * args.batch + i) for i in range(args.batch)],
+            }
+        )
+        for r in range(requests)
+    ]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    failures: list[str] = []
+    published = [0]
+    headers = {"content-type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            async with session.post(
+                f"{args.url}/api/v1/events/batch", data=body, headers=headers
+            ) as answer:
+                doc = await answer.json(loads=orjson.loads)
+                if answer.status != 200:
+                    failures.append(f"HTTP {answer.status}: {str(doc)[:200]}")
+                else:
+                    published[0] += int(doc["published"])
+
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        cpu0, _ = self_usage()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(args.clients)))
+        seconds = time.perf_counter() - t0
+    cpu, peak = self_usage()
+    return {
+        "events": published[0],
+        "seconds": seconds,
+        "cpu_s": cpu - cpu0,
+        "peak_rss_bytes": peak,
+        "requests": requests,
+        "failures": failures[:5],
+        "failed_requests": len(failures),
+    }
+
+
+async def single_load(args: argparse.Namespace) -> dict[str, Any]:
+    total = int(args.rate * args.seconds)
+    bodies = [orjson.dumps({"stream_id": args.stream_id, **WHO, **event(i)}) for i in range(total)]
+    latencies: list[float] = []
+    failures: list[str] = []
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=0)  # open loop: never queue behind a pool limit
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(body: bytes, due: float) -> None:
+            try:
+                async with session.post(
+                    f"{args.url}/api/v1/events", data=body, headers=headers
+                ) as answer:
+                    await answer.read()
+                    if answer.status != 201:
+                        failures.append(f"HTTP {answer.status}")
+            except aiohttp.ClientError as exc:
+                failures.append(type(exc).__name__)
+            latencies.append(time.perf_counter() - due)
+
+        cpu0, _ = self_usage()
+        t0 = time.perf_counter() + 0.2
+        tasks = []
+        for i, body in enumerate(bodies):
+            due = t0 + i / args.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body, due)))
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - t0
+    cpu, peak = self_usage()
+    return {
+        "events": total,
+        "seconds": seconds,
+        "cpu_s": cpu - cpu0,
+        "peak_rss_bytes": peak,
+        "latencies_s": latencies,
+        "failures": failures[:5],
+        "failed_requests": len(failures),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["batch", "single"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--stream-id", required=True)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    load = batch_load if args.mode == "batch" else single_load
+    sys.stdout.write(orjson.dumps(asyncio.run(load(args))).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Scenario 3, http-publish: the batch endpoint (1,000 events per request, 8 concurrent clients)
+against a raw producer loop in one process, and single-event publish latency at a fixed request
+rate, open loop (measured from each request's due time).
+
+CPU for the HTTP path is the Serve proxy and the API replica (Ray actors, found through the Ray
+state API) plus the broker and Redis in `extra`; the load generator's own CPU is reported apart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from benchmarks.measure import Runs, Sample, percentile, ratio
+from benchmarks.pipeline_run import create_stream
+from benchmarks.procstat import CpuMeter
+from benchmarks.scenario import Context, ScenarioResult
+
+BATCH, RAW, SINGLE = "HTTP batch endpoint", "raw producer loop", "HTTP single event"
+
+
+def serve_pids(ctx: Context) -> list[int]:
+    """Pids of the Serve proxy and the API replica(s) of this stack."""
+    ctx.bench.connect_ray()
+    from ray.util.state import list_actors
+
+    actors = list_actors(
+        address=ctx.bench.settings.jobs_url, filters=[("state", "=", "ALIVE")], limit=1000
+    )
+    wanted = ("ProxyActor", "ServeReplica:esb-api")
+    return [int(a.pid) for a in actors if a.pid and a.class_name.startswith(wanted)]
+
+
+def run(ctx: Context) -> ScenarioResult:
+    config = ctx.config
+    result = ScenarioResult("http-publish", "Publishing over HTTP vs a raw producer")
+    batch = Runs(
+        BATCH,
+        f"POST /api/v1/events/batch, {config.batch_size} events/request, "
+        f"{config.clients} concurrent clients, no client event ids",
+    )
+    raw = Runs(RAW, "one process, confluent-kafka, the product's producer settings")
+    single = Runs(SINGLE, f"POST /api/v1/events, open loop at {config.single_rate:.0f} requests/s")
+    result.systems = [batch, raw, single]
+    stream_id, topic = create_stream(ctx.http, f"publish-{uuid.uuid4().hex[:8]}", config.partitions)
+    pids = serve_pids(ctx)
+    url = ctx.bench.settings.api_url
+    latencies: list[float] = []
+    for trial in range(1, config.trials + 1):
+        label = f"trial {trial}/{config.trials}"
+        ctx.progress(f"{BATCH}, {label} ...")
+        args = [
+            "-m",
+            "benchmarks.runners.http_load",
+            "batch",
+            "--url",
+            url,
+            "--stream-id",
+            stream_id,
+            "--events",
+            str(config.publish_events),
+            "--batch",
+            str(config.batch_size),
+            "--clients",
+            str(config.clients),
+        ]
+        _http_trial(ctx, batch, label, args, pids)
+        ctx.progress(f"{RAW}, {label} ...")
+        try:
+            sample, report = ctx.runner_sample(
+                [
+                    "-m",
+                    "benchmarks.runners.raw_produce",
+                    "--bootstrap",
+                    ctx.bench.settings.kafka_bootstrap,
+                    "--topic",
+                    topic,
+                    "--events",
+                    str(config.raw_publish_events),
+                ],
+                config.raw_publish_events,
+            )
+            raw.add(sample)
+            if report.get("failed"):
+                raw.failures.append(f"{label}: {report['failed']} records failed")
+            ctx.progress(f"{RAW}, {label}: {sample.rate:,.0f} events/s")
+        except Exception as exc:
+            raw.failures.append(f"{label}: {exc}")
+        ctx.progress(f"{SINGLE}, {label} ...")
+        args = [
+            "-m",
+            "benchmarks.runners.http_load",
+            "single",
+            "--url",
+            url,
+            "--stream-id",
+            stream_id,
+            "--rate",
+            str(config.single_rate),
+            "--seconds",
+            str(config.single_seconds),
+        ]
+        single_report = _http_trial(ctx, single, label, args, pids)
+        if single_report:
+            report = single_report
+            latencies += report["latencies_s"]
+            trial_ms = [x * 1000 for x in report["latencies_s"]]
+            single.samples[-1].extra.update(
+                {f"p{int(q * 100)}_ms": percentile(trial_ms, q) for q in (0.5, 0.95, 0.99)}
+            )
+    result.ratios = {"HTTP batch / raw producer": ratio(batch.median_rate(), raw.median_rate())}
+    ms = [x * 1000 for x in latencies]
+    result.latencies_ms[f"single-event publish at {config.single_rate:.0f}/s"] = {
+        "samples": len(ms),
+        "p50": percentile(ms, 0.5),
+        "p95": percentile(ms, 0.95),
+        "p99": percentile(ms, 0.99),
+        "max": max(ms) if ms else None,
+    }
+    result.extra = {"stream_topic": topic, "serve_pids": pids}
+    return result
+
+
+def _http_trial(
+    ctx: Context, runs: Runs, label: str, args: list[str], pids: list[int]
+) -> dict[str, Any] | None:
+    meter = CpuMeter()
+    for pid in pids:
+        meter.watch(pid)
+    before = ctx.service_cpu()
+    try:
+        report = ctx.run_runner(args)
+    except Exception as exc:
+        runs.failures.append(f"{label}: {exc}")
+        ctx.progress(f"{runs.name}, {label} FAILED: {exc}")
+        return None
+    after = ctx.service_cpu()
+    sample = Sample(
+        events=int(report["events"]),
+        seconds=float(report["seconds"]),
+        cpu_s=meter.used(),
+        peak_rss_bytes=meter.peak_rss(),
+        extra={
+            "client_cpu_s": report["cpu_s"],
+            "client_peak_rss_bytes": report["peak_rss_bytes"],
+            "failed_requests": report.get("failed_requests", 0),
+            **{f"{k}_cpu_s": after[k] - before[k] for k in before},
+        },
+    )
+    runs.add(sample)
+    if report.get("failed_requests"):
+        runs.failures.append(
+            f"{label}: {report['failed_requests']} failed requests, e.g. {report['failures'][:2]}"
+        )
+    ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
+    return report

@@ -1,0 +1,186 @@
+"""Scenario 1, window-throughput: the same 1 s tumbling count and sum per key over the same
+pre-loaded topic, by four systems, trial by trial:
+
+- raw ceiling: a bare confluent-kafka consume loop that only touches values;
+- bulk decode + Polars: that loop plus pipelines.decode and a Polars group-by, one process;
+- Quix Streams: its current release, in-process, in its own venv;
+- our pipeline: submitted over the API as a Ray job with partition-owner actors; the clock runs
+  from submit to the last window result in Redis (lag 0 and all results checked after).
+
+Every system's results must equal the oracle computed from the generated events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from benchmarks.datagen import Workload, make_workload, normalise, preload
+from benchmarks.measure import Runs, Target, ratio
+from benchmarks.pipeline_run import create_stream, timed_pipeline_trial
+from benchmarks.scenario import ROOT, Context, ScenarioResult
+
+RAW, BULK, QUIX, OURS = "raw consume", "bulk decode + Polars", "Quix Streams", "our pipeline"
+
+
+@dataclass(frozen=True)
+class LoadedTopic:
+    """The pre-loaded topic that scenarios 1 and 5 (and the profile) read."""
+
+    stream_id: str
+    topic: str
+    workload: Workload
+    expected: pl.DataFrame
+
+
+def load_topic(ctx: Context) -> LoadedTopic:
+    config = ctx.config
+    stream_id, topic = create_stream(ctx.http, f"window-{uuid.uuid4().hex[:8]}", config.partitions)
+    workload = make_workload(config.window_events, config.partitions)
+    ctx.progress(f"pre-loading {workload.count:,} CloudEvents into {topic} ...")
+    seconds = preload(ctx.bench.settings.kafka_bootstrap, topic, workload)
+    ctx.progress(f"pre-loaded in {seconds:.1f}s ({workload.count / seconds:,.0f} events/s)")
+    return LoadedTopic(stream_id, topic, workload, workload.expected())
+
+
+def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
+    config, n = ctx.config, loaded.workload.count
+    result = ScenarioResult("window-throughput", "Windowed aggregation over a pre-loaded topic")
+    runs = {
+        RAW: Runs(RAW, "bare confluent-kafka consume loop touching each value (the ceiling)"),
+        BULK: Runs(BULK, "consume + pipelines.decode bulk decode + Polars group-by, no Ray"),
+        QUIX: Runs(QUIX, "Quix Streams tumbling_window().agg(Count, Sum).final(), in-process"),
+        OURS: Runs(
+            OURS,
+            f"pipeline job, {config.pipeline_owners} partition-owner actors, "
+            "submit -> last result in Redis",
+        ),
+    }
+    result.systems = list(runs.values())
+    if ctx.quix_python is None:
+        runs[QUIX].failures.append("Quix Streams venv could not be set up")
+    bootstrap = ctx.bench.settings.kafka_bootstrap
+    common = ["--bootstrap", bootstrap, "--topic", loaded.topic]
+    for trial in range(1, config.trials + 1):
+        label = f"trial {trial}/{config.trials}"
+        _runner_trial(
+            ctx,
+            runs[RAW],
+            label,
+            ["-m", "benchmarks.runners.raw_consume", *common],
+            n,
+            None,
+            loaded,
+        )
+        _runner_trial(
+            ctx,
+            runs[BULK],
+            label,
+            ["-m", "benchmarks.runners.bulk_polars", *common],
+            n,
+            None,
+            loaded,
+            check=True,
+        )
+        if ctx.quix_python is not None:
+            script = str(ROOT / "benchmarks" / "runners" / "quix_window.py")
+            args = [script, *common, "--expected", str(loaded.expected.height)]
+            _runner_trial(ctx, runs[QUIX], label, args, n, ctx.quix_python, loaded, check=True)
+        ctx.progress(f"{OURS}, {label} ...")
+        try:
+            sample, ok = timed_pipeline_trial(
+                ctx.bench,
+                ctx.http,
+                loaded.stream_id,
+                config.pipeline_owners,
+                loaded.expected,
+                config.partitions,
+                n,
+                ctx.progress.live,
+                ctx.service_cpu,
+            )
+            runs[OURS].add(sample)
+            if not ok:
+                runs[OURS].failures.append(f"{label}: results differ from the oracle or lag > 0")
+            ctx.progress(f"{OURS}, {label}: {sample.rate:,.0f} events/s")
+        except Exception as exc:  # one failed trial must not lose the others
+            runs[OURS].failures.append(f"{label}: {exc}")
+            ctx.progress(f"{OURS}, {label} FAILED: {exc}")
+    ours, raw, quix = (runs[k].median_rate() for k in (OURS, RAW, QUIX))
+    processing = runs[OURS].median_extra("processing_events_per_s")
+    result.ratios = {
+        "ours / Quix Streams": ratio(ours, quix),
+        "ours / raw ceiling": ratio(ours, raw),
+        "ours / bulk decode + Polars": ratio(ours, runs[BULK].median_rate()),
+        "ours (steady state) / raw ceiling": ratio(processing, raw),
+        "Quix Streams / raw ceiling": ratio(quix, raw),
+    }
+    result.targets = [
+        Target(
+            "window-throughput vs Quix Streams",
+            ">= 10x Quix Streams",
+            result.ratios["ours / Quix Streams"],
+            10.0,
+            unit="x",
+        ),
+        Target(
+            "window-throughput vs raw ceiling",
+            ">= 0.5 of the raw consume ceiling",
+            result.ratios["ours / raw ceiling"],
+            0.5,
+            unit="x",
+        ),
+    ]
+    result.extra = {
+        "events": n,
+        "partitions": config.partitions,
+        "keys": 1_000,
+        "windows": loaded.expected.height,
+        "topic": loaded.topic,
+        "all_results_equal": all(
+            not r.failures and all(s.extra.get("results_equal", True) for s in r.samples)
+            for r in (runs[BULK], runs[QUIX], runs[OURS])
+        ),
+    }
+    result.notes.append(
+        "Throughput = events / wall seconds from start to the last window result. For our "
+        "pipeline that includes submitting the Ray job (job driver and actor start-up); its "
+        "'steady state' rate counts the records committed after the first commit was seen, "
+        "over the time after it. For the one-process systems it counts from the first record."
+    )
+    return result
+
+
+def _runner_trial(
+    ctx: Context,
+    runs: Runs,
+    label: str,
+    args: list[str],
+    events: int,
+    python: Path | None,
+    loaded: LoadedTopic,
+    check: bool = False,
+) -> None:
+    ctx.progress(f"{runs.name}, {label} ...")
+    out = ctx.work_dir / f"{uuid.uuid4().hex}.ndjson"
+    try:
+        sample, report = ctx.runner_sample(
+            [*args, "--results-out", str(out)] if check else args, events, python
+        )
+        if check:
+            equal = normalise(pl.read_ndjson(out)).equals(loaded.expected)
+            sample.extra["results_equal"] = equal
+            if not equal:
+                runs.failures.append(f"{label}: results differ from the oracle")
+        if report["events"] < events:
+            runs.failures.append(f"{label}: read {report['events']} of {events} events")
+        runs.add(sample)
+        ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
+    except Exception as exc:
+        runs.failures.append(f"{label}: {exc}")
+        ctx.progress(f"{runs.name}, {label} FAILED: {exc}")
+    finally:
+        out.unlink(missing_ok=True)
