@@ -17,27 +17,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster import local_stack
+from cluster import local_stack, processes
 from cluster.settings import Settings
 
 PORTS_FILE = "bench-ports.json"
-
-
-def free_ports(count: int) -> list[int]:
-    """count distinct free ports: all sockets stay bound until every port is chosen."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _ports(state_dir: Path) -> dict[str, int]:
@@ -54,7 +44,7 @@ def _ports(state_dir: Path) -> dict[str, int]:
         "ray_dashboard_port",
         "api_port",
     )
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    ports = dict(zip(names, processes.free_ports(len(names)), strict=True))
     saved.write_text(json.dumps(ports))
     return ports
 

@@ -73,8 +73,7 @@ def launch(settings: Settings, progress: Progress) -> ProcessRecord:
     home = settings.esb_state_dir.resolve() / "ray"
     home.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{settings.ray_port}"
-    agent_port = processes.free_port()
-    client_port = processes.free_port()
+    agent_port, client_port = processes.free_ports(2)
     say(progress, f"starting {LABEL} on {address} (dashboard :{settings.ray_dashboard_port}) ...")
     cmd = [
         ray, "start", "--head", "--block",

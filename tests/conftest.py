@@ -10,33 +10,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cluster import local_stack, ray_head
+from cluster import local_stack, processes, ray_head
 from cluster.settings import Settings
-
-
-def free_ports(count: int) -> list[int]:
-    """count distinct free ports: all sockets stay bound until every port is chosen."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _test_settings(state_dir: Path) -> Settings:
     """Settings() from the environment, with only the local ports and the state dir replaced."""
-    kafka, controller, redis, ray, dashboard, api = free_ports(6)
+    kafka, controller, redis, ray, dashboard, api = processes.free_ports(6)
     return Settings(
         esb_state_dir=state_dir,
         kafka_port=kafka,

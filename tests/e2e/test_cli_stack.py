@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_ports
+from cluster.processes import free_ports
 
 pytestmark = pytest.mark.integration
 
