@@ -10,19 +10,15 @@ take the tenant from it, never from the request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from pipelines.envelope import IDENTIFIER
+
 Role = Literal["admin", "publisher", "consumer", "viewer"]
 ROLES: tuple[Role, ...] = get_args(Role)
 ANY = "*"
-
-# Tenant ids end up in Kafka topic names (`esb.<tenant>.<topic>`) and Redis keys
-# (`esb:tenant:<tenant>:...`): no dots, colons or wildcards, so namespaces cannot overlap.
-TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 def is_valid_tenant_id(tenant: str) -> bool:
@@ -31,7 +27,7 @@ def is_valid_tenant_id(tenant: str) -> bool:
     >>> is_valid_tenant_id("acme"), is_valid_tenant_id("a.b"), is_valid_tenant_id("x:*")
     (True, False, False)
     """
-    return bool(_TENANT_ID.fullmatch(tenant))
+    return bool(IDENTIFIER.fullmatch(tenant))
 
 
 def _matches(grants: tuple[str, ...], identifiers: Iterable[str | None]) -> bool:

@@ -25,6 +25,7 @@ def read_topic(settings: Settings, topic: str, expected: int, deadline_s: float 
             "group.id": f"test-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # librdkafka's default; stated, it is checked
         }
     )
     try:

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -30,7 +29,7 @@ from cluster.settings import Settings
 from cluster.subscription_models import SubscriptionConfig, dispatcher_name
 from cluster.subscriptions import SubscriptionService
 from cluster.webhooks import verify
-from tests.integration.conftest import create_stream
+from tests.integration.conftest import create_stream, read_topic
 
 pytestmark = pytest.mark.integration
 TENANT = "subs"
@@ -161,30 +160,6 @@ def status(http: httpx.Client, sub: dict) -> dict[str, Any]:
     return found
 
 
-def read_committed(settings: Settings, topic: str, expected: int, deadline_s: float = 120) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        records: list = []
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            batch = consumer.consume(num_messages=10_000, timeout=1.0)
-            records.extend(m for m in batch if m.error() is None)
-            if len(records) >= expected and not batch:
-                break
-        return records
-    finally:
-        consumer.close()
-
-
 def cancel(http: httpx.Client, sub: dict) -> None:
     answer = http.delete(f"/api/v1/subscriptions/{sub['subscription_id']}")
     assert answer.status_code == 200 and answer.json()["state"] == "cancelled"
@@ -252,7 +227,10 @@ def test_always_500_dead_letters_each_event_once_and_replay_delivers(
         lambda: (s := status(http, sub))["counts"]["dead_lettered"] >= 30 and s["lag"] == 0 and s,
         "every event dead-lettered",
     )
-    dead = [orjson.loads(r.value()) for r in read_committed(stack, sub["dead_letter_topic"], 30)]
+    dead = [
+        orjson.loads(r.value())
+        for r in read_topic(stack, sub["dead_letter_topic"], 30, deadline_s=120)
+    ]
     assert Counter(d["event"]["id"] for d in dead) == Counter(published)  # each exactly once
     assert found["counts"]["delivered"] + found["counts"]["dead_lettered"] == len(published)
     for d in dead:
@@ -351,7 +329,7 @@ def test_exactly_once_forwarding_while_the_dispatcher_is_killed_repeatedly(
             wait_for(lambda p=pid: _pid(ray, sub) not in (None, p), "the restart", 120)
     wait_for(lambda: status(http, sub)["lag"] == 0, "the forwarding to catch up", 240)
 
-    out = read_committed(stack, target["kafka_topic"], len(sent))
+    out = read_topic(stack, target["kafka_topic"], len(sent), deadline_s=120)
     got = [orjson.loads(r.value()) for r in out]
     assert Counter(e["id"] for e in got) == Counter(e["event_id"] for e in sent)  # no dups, gaps
     per_key: dict[str, list[int]] = defaultdict(list)
