@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
 from cluster.kafka_clients import committed_offsets, new_consumer, producer_config
-from cluster.pipeline_store import Commit, Fenced, PipelineStore, result_member
+from cluster.pipeline_store import Commit, Fenced, PipelineStore
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
 from pipelines.arrow_batch import decode_batch, is_arrow_batch
@@ -83,8 +83,7 @@ class PartitionOwner:
             self._process(p, batch, commit)
         if self.output is not None:
             commit.outbox = _outbox(commit)
-        if not self.spec.sinks.redis:
-            commit.results, commit.retracted = [], []
+        commit.store_results = self.spec.sinks.redis
         self.store.commit(self.epochs, commit)
         if self.output is not None:
             self._publish(commit.outbox)
@@ -138,9 +137,8 @@ class PartitionOwner:
         operator = self.operators[partition]
         out = operator.process(selected.drop(RECORD_KEY))
         base = {"pipeline_id": self.record.pipeline_id, "partition": partition}
-        commit.results += [
-            {"pipeline_id": self.record.pipeline_id, **row} for row in out.results.to_dicts()
-        ]
+        pipeline = pl.lit(self.record.pipeline_id).alias("pipeline_id")
+        commit.results += out.results.select(pipeline, pl.all()).to_dicts()
         commit.retracted += out.retracted.to_dicts()
         commit.dead_letters += (
             [{**base, "reason": "late", **row} for row in out.late.to_dicts()]
@@ -228,6 +226,6 @@ def _outbox(commit: Commit) -> bytes:
     return orjson.dumps(
         {
             "offsets": {str(p): offset for p, (offset, _) in commit.positions.items()},
-            "records": [[result_member(d), orjson.dumps(d).decode()] for d in commit.results],
+            "records": [[member, raw.decode()] for member, raw in commit.documents],
         }
     )

@@ -32,6 +32,7 @@ set) on the Kafka side and by the epochs on the Redis side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -110,6 +111,12 @@ class Commit:
     dead_letters: list[dict[str, Any]]
     retracted: list[dict[str, Any]]  # session windows a merge replaced: deleted first
     outbox: bytes = b""  # for an output topic: what the owner publishes after this commit
+    store_results: bool = True  # False when the spec's sinks leave Redis out
+
+    @cached_property
+    def documents(self) -> list[tuple[str, bytes]]:
+        """(member, JSON) of each result, encoded once for Redis, live clients and the outbox."""
+        return [(result_member(doc), orjson.dumps(doc)) for doc in self.results]
 
 
 def prefix(pipeline_id: str) -> str:
@@ -153,26 +160,22 @@ class PipelineStore:
         )
 
     def commit(self, epochs: dict[int, int], commit: Commit) -> None:
-        docs = [orjson.dumps(doc) for doc in commit.results]
+        stored = commit.results if commit.store_results else []
+        documents = commit.documents if commit.store_results else []
+        retracted = commit.retracted if commit.store_results else []
         args: list[Any] = [
             self._prefix,
             orjson.dumps({str(p): e for p, e in epochs.items()}),
             orjson.dumps(
                 [
-                    [
-                        result_member(d),
-                        str(d["key"]),
-                        d["window_start_ms"],
-                        d["window_end_ms"],
-                        raw.decode(),
-                    ]
-                    for d, raw in zip(commit.results, docs, strict=True)
+                    [member, str(d["key"]), d["window_start_ms"], d["window_end_ms"], raw.decode()]
+                    for d, (member, raw) in zip(stored, documents, strict=True)
                 ]
             ),
             orjson.dumps({str(p): c for p, c in commit.progress.items()}),
             orjson.dumps([orjson.dumps(d).decode() for d in commit.dead_letters]),
-            orjson.dumps([[result_member(r), str(r["key"])] for r in commit.retracted]),
-            b"[" + b",".join(docs) + b"]",  # what live subscribers receive
+            orjson.dumps([[result_member(r), str(r["key"])] for r in retracted]),
+            b"[" + b",".join(raw for _, raw in documents) + b"]",  # what live subscribers get
             commit.outbox,
             self.owner_key,
         ]
