@@ -101,25 +101,35 @@ async def _tail(consumer: Consumer, accept: re.Pattern[str] | None) -> AsyncIter
         first = await asyncio.to_thread(consumer.consume, 1, 0.5)  # wait for one, not BATCH
         for m in first + (consumer.consume(BATCH - 1, 0) if first else []):
             if m.error() is None:
-                for event, frame in _frames(m):
-                    kind = event.get("type")
-                    if accept is None or (isinstance(kind, str) and accept.match(kind)):
-                        yield frame
+                for frame in _frames(m, accept):
+                    yield frame
 
 
-def _frames(msg: Any) -> list[tuple[dict[str, Any], bytes]]:
-    """(event, frame) for each event of a record: one, or all of an Arrow-batched record's."""
+def _frames(msg: Any, accept: re.Pattern[str] | None) -> list[bytes]:
+    """The frames of a record's events that pass the filter: one, or all of an Arrow-batched
+    record's. A JSON record is parsed only to check it; its bytes go out as they are."""
     key = msg.key()
-    head = {
-        "partition": msg.partition(),
-        "offset": msg.offset(),
-        "key": key.decode("utf-8", "replace") if key else None,
-    }
+    head = (
+        orjson.dumps(
+            {
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "key": key.decode("utf-8", "replace") if key else None,
+            }
+        )[:-1]
+        + b',"event":'
+    )
+    value = msg.value() or b""
     try:
         if is_arrow_batch(msg.headers()):
-            events = to_cloudevents(msg.value() or b"")
-        else:
-            events = [orjson.loads(msg.value() or b"{}")]
+            events = to_cloudevents(value)
+            return [head + orjson.dumps(e) + b"}" for e in events if _wanted(e, accept)]
+        event = orjson.loads(value)
     except (orjson.JSONDecodeError, pl.exceptions.PolarsError, OSError):
         return []  # not an event this bus wrote
-    return [(e, orjson.dumps({**head, "event": e})) for e in events if isinstance(e, dict)]
+    return [head + value + b"}"] if isinstance(event, dict) and _wanted(event, accept) else []
+
+
+def _wanted(event: dict[str, Any], accept: re.Pattern[str] | None) -> bool:
+    kind = event.get("type")
+    return accept is None or (isinstance(kind, str) and accept.match(kind) is not None)
