@@ -87,10 +87,22 @@ class EventPublishingService:
         """Publish one event; `extra` takes correlation_id, causation_id, event_id, event_time,
         partition_key."""
         event = EventIn(**event_config.model_dump(), payload=payload, **extra)
+        return await self.publish_one(event, stream_id, tenant_id, user_id)
+
+    async def publish_one(
+        self, event: EventIn, stream_id: str, tenant_id: str, user_id: str
+    ) -> PublishReceipt:
+        """Publish an event already validated; a refusal by the broker raises."""
         receipt = (await self.publish_events([event], stream_id, tenant_id, user_id)).events[0]
         if receipt.status == "failed":
             raise ServiceUnavailable(f"Kafka refused event {receipt.event_id}: {receipt.error}")
         return receipt
+
+    def check_batch_size(self, count: int) -> None:
+        """413 past MAX_BATCH_EVENTS; callers may check before validating a large body."""
+        limit = self._bus.settings.max_batch_events
+        if count > limit:
+            raise PayloadTooLarge(f"batch has {count} events; the limit is {limit}")
 
     async def publish_events(
         self, events: Sequence[EventIn], stream_id: str, tenant_id: str, user_id: str
@@ -98,9 +110,7 @@ class EventPublishingService:
         """Publish a batch; every event gets its own status, in the order given."""
         check_identifier(tenant_id, "tenant_id")
         check_identifier(user_id, "user_id")
-        limit = self._bus.settings.max_batch_events
-        if len(events) > limit:
-            raise PayloadTooLarge(f"batch has {len(events)} events; the limit is {limit}")
+        self.check_batch_size(len(events))
         if not events:
             raise InvalidInput("a batch needs at least one event")
         stream = await self._bus.streams.resolve(stream_id, tenant_id)

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from cluster.errors import InvalidInput, PayloadTooLarge
+from cluster.errors import InvalidInput
 from cluster.publishing import BatchReceipt
 from pipelines.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
-from pipelines.envelope import EventConfig
 from serve.body import read_body, read_json_object, validate
 from serve.deps import Services, services
 from serve.models import PublishRequest, PublishResponse, Who, batch_body_schema
@@ -35,14 +34,8 @@ async def publish_event(request: Request, svc: Svc) -> JSONResponse:
     """Publish one event; answers after the broker acknowledged it, with partition and offset."""
     doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
     body = validate(PublishRequest, doc)
-    receipt = await svc.publishing.publish_event(
-        event_config=EventConfig(**body.model_dump(include=set(EventConfig.model_fields))),
-        payload=body.payload,
-        stream_id=body.stream_id,
-        tenant_id=body.tenant_id,
-        user_id=body.user_id,
-        **body.model_dump(include=_EXTRA_FIELDS),
-    )
+    # PublishRequest is an EventIn: published as validated, not rebuilt and validated again.
+    receipt = await svc.publishing.publish_one(body, body.stream_id, body.tenant_id, body.user_id)
     answer = PublishResponse(stream_id=body.stream_id, **receipt.model_dump(exclude={"index"}))
     status = 200 if receipt.status == "duplicate" else 201
     return JSONResponse(answer.model_dump(), status_code=status)
@@ -77,16 +70,11 @@ async def publish_batch(
     user_id from the query string; a JSON object body may carry them itself."""
     raw = await read_body(request, svc.bus.settings.max_body_bytes)
     body = parse_batch(raw, request.headers.get("content-type"))
-    limit = svc.bus.settings.max_batch_events
-    if len(body.events) > limit:
-        raise PayloadTooLarge(f"batch has {len(body.events)} events; the limit is {limit}")
+    svc.publishing.check_batch_size(len(body.events))  # before validating every event
     who = validate(Who, _merge_who(body.envelope, stream_id, tenant_id, user_id))
     events = validate_events(body.events)
     receipt = await svc.publishing.publish_events(events, who.stream_id, who.tenant_id, who.user_id)
     return JSONResponse(receipt.model_dump(), status_code=207 if receipt.failed else 200)
-
-
-_EXTRA_FIELDS = {"correlation_id", "causation_id", "event_id", "event_time", "partition_key"}
 
 
 def _merge_who(envelope: dict[str, Any], *query: str | None) -> dict[str, Any]:
