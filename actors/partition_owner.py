@@ -183,19 +183,15 @@ class PartitionOwner:
                 frames.append(arrow.rename({"partition_key": RECORD_KEY}))
         return pl.concat(frames, how="vertical_relaxed"), bad
 
-    def run(self, idle_sleep_s: float = 0.0, max_idle_steps: int | None = None) -> str:
-        """Step until fenced (or, for tests, after `max_idle_steps` empty steps in a row)."""
-        idle = 0
+    def run(self) -> str:
+        """Step until fenced (an empty step already waited in consume); answers why it ended."""
         try:
-            while max_idle_steps is None or idle < max_idle_steps:
-                idle = 0 if self.step() else idle + 1
-                if idle and idle_sleep_s:
-                    time.sleep(idle_sleep_s)
+            while True:
+                self.step()
         except Fenced:
             return "fenced"
         finally:
             self.close()
-        return "idle"
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):  # already closed
