@@ -5,6 +5,8 @@ Route handlers stay thin: they parse and check the request, then call the SDK's 
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 
 from cluster.settings import Settings
@@ -15,6 +17,8 @@ VERSION = "0.1.0"
 
 
 def create_app(settings: Settings) -> FastAPI:
+    for package in ("cluster", "serve"):  # LOG_LEVEL applies to the bus's own loggers
+        logging.getLogger(package).setLevel(settings.log_level)
     app = FastAPI(
         title="Event Streaming Bus",
         version=VERSION,
