@@ -16,6 +16,7 @@ trial (A1 B1 C1 A2 B2 C2 ...), so slow drift of the machine does not favour one 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,6 +59,11 @@ class Runs:
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def fail(self, label: str, error: object, progress: Callable[[str], None]) -> None:
+        """Record a failed trial and say so; the other trials go on."""
+        self.failures.append(f"{label}: {error}")
+        progress(f"{self.name}, {label} FAILED: {error}")
 
     def add(self, sample: Sample) -> None:
         self.samples.append(sample)

@@ -36,8 +36,7 @@ def run(ctx: Context) -> ScenarioResult:
         try:
             sample, publish_sample = _trial(ctx)
         except Exception as exc:
-            through.failures.append(f"{label}: {exc}")
-            ctx.progress(f"arrow-ingest, {label} FAILED: {exc}")
+            through.fail(label, exc, ctx.progress)
             continue
         through.add(sample)
         alone.add(publish_sample)

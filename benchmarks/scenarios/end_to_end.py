@@ -119,8 +119,7 @@ def run(ctx: Context) -> ScenarioResult:
             try:
                 latencies, sample, tail = _trial(ctx, pipeline, stream_id, listener)
             except Exception as exc:
-                windows.failures.append(f"{label}: {exc}")
-                ctx.progress(f"end-to-end, {label} FAILED: {exc}")
+                windows.fail(label, exc, ctx.progress)
                 continue
             windows.add(sample)
             window_ms += [x * 1000 for x in latencies]

@@ -85,7 +85,7 @@ def run(ctx: Context) -> ScenarioResult:
                 raw.failures.append(f"{label}: {report['failed']} records failed")
             ctx.progress(f"{RAW}, {label}: {sample.rate:,.0f} events/s")
         except Exception as exc:
-            raw.failures.append(f"{label}: {exc}")
+            raw.fail(label, exc, ctx.progress)
         ctx.progress(f"{SINGLE}, {label} ...")
         args = [
             "-m",
@@ -131,8 +131,7 @@ def _http_trial(
     try:
         report = ctx.run_runner(args)
     except Exception as exc:
-        runs.failures.append(f"{label}: {exc}")
-        ctx.progress(f"{runs.name}, {label} FAILED: {exc}")
+        runs.fail(label, exc, ctx.progress)
         return None
     after = ctx.service_cpu()
     sample = Sample(

@@ -50,8 +50,7 @@ def run(ctx: Context, loaded: LoadedTopic, window: ScenarioResult) -> ScenarioRe
                     runs.failures.append(f"{label}: results differ or lag > 0")
                 ctx.progress(f"scaling, {label}: {sample.rate:,.0f} events/s")
             except Exception as exc:
-                runs.failures.append(f"{label}: {exc}")
-                ctx.progress(f"scaling, {label} FAILED: {exc}")
+                runs.fail(label, exc, ctx.progress)
     result.systems = list(by_owners.values())
     one = by_owners[min(by_owners)]
     for owners, runs in by_owners.items():

@@ -93,8 +93,7 @@ def run(ctx: Context, loaded: LoadedTopic | None) -> ScenarioResult:
             try:
                 sample, where = _trial(ctx, loaded)
             except Exception as exc:
-                runs.failures.append(f"{label}: {exc}")
-                ctx.progress(f"two nodes, {label} FAILED: {exc}")
+                runs.fail(label, exc, ctx.progress)
                 continue
             runs.add(sample)
             placements.append(where)

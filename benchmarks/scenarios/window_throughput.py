@@ -107,8 +107,7 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
                 runs[OURS].failures.append(f"{label}: results differ from the oracle or lag > 0")
             ctx.progress(f"{OURS}, {label}: {sample.rate:,.0f} events/s")
         except Exception as exc:  # one failed trial must not lose the others
-            runs[OURS].failures.append(f"{label}: {exc}")
-            ctx.progress(f"{OURS}, {label} FAILED: {exc}")
+            runs[OURS].fail(label, exc, ctx.progress)
     ours, raw, quix = (runs[k].median_rate() for k in (OURS, RAW, QUIX))
     processing = runs[OURS].median_extra("processing_events_per_s")
     result.ratios = {
@@ -180,7 +179,6 @@ def _runner_trial(
         runs.add(sample)
         ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
     except Exception as exc:
-        runs.failures.append(f"{label}: {exc}")
-        ctx.progress(f"{runs.name}, {label} FAILED: {exc}")
+        runs.fail(label, exc, ctx.progress)
     finally:
         out.unlink(missing_ok=True)
