@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster import kafka_broker, processes, ray_head, redis_server
+from cluster.local_secrets import with_local_secrets
 from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
 
@@ -186,7 +187,7 @@ def up(settings: Settings, *, progress: Progress = print, with_api: bool = True)
                 state.pop(svc.name, None)
             _write_state(state_dir, state)
             raise
-    resolved = _resolve(settings, state)
+    resolved = with_local_secrets(_resolve(settings, state))
     if with_api:
         from serve.deploy import start_api  # lazy: Ray Serve is heavy, and needs Ray up
 

@@ -59,7 +59,39 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = False
     webhook_timeout_s: float = 10.0
 
-    jwt_secret_key: str | None = None
+    # Authentication (README "Security"). The algorithm is pinned here, never read from a token.
+    jwt_algorithm: str = "HS256"
+    jwt_secret_key: str | None = None  # HS*; the local stack generates one into the state dir
+    jwt_jwks: str | None = None  # RS*/ES*: a JWKS file path or https:// URL
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: float = 30.0
+    # Requests without a token act as an admin of any tenant: the local quick start only.
+    esb_auth_dev_mode: bool = False
+
+    # Encryption at rest for `encrypted: true` streams: a base64 32-byte key, or a file holding
+    # one (or JSON with several, for rotation). The local stack generates a key file.
+    esb_master_key: str | None = None
+    esb_master_key_file: Path | None = None
+
+    # Per-tenant quotas (None: unlimited); `esb_quota_overrides` gives some tenants others,
+    # e.g. ESB_QUOTA_OVERRIDES='{"big": {"events_per_s": 50000}}'.
+    esb_quota_events_per_s: float | None = 5_000.0
+    esb_quota_bytes_per_s: float | None = 16 * 1024 * 1024
+    esb_quota_burst_s: float = 2.0
+    esb_quota_max_streams: int | None = 100
+    esb_quota_max_subscriptions: int | None = 100
+    esb_quota_overrides: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+
+    # TLS for the HTTP API: both set turns HTTPS on.
+    api_tls_certfile: Path | None = None
+    api_tls_keyfile: Path | None = None
+    # TLS to Kafka: SSL with this CA; the local stack can start an SSL listener on
+    # `kafka_ssl_port` with a CA and broker certificate it generates in the state dir.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_port: int | None = None
+
     log_level: str = Field(default="INFO")
 
     @property
@@ -75,8 +107,13 @@ class Settings(BaseSettings):
         return self.ray_dashboard_url or f"http://127.0.0.1:{self.ray_dashboard_port}"
 
     @property
+    def api_tls(self) -> bool:
+        return self.api_tls_certfile is not None and self.api_tls_keyfile is not None
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        scheme = "https" if self.api_tls else "http"
+        return f"{scheme}://{self.api_host}:{self.api_port}"
 
 
 @lru_cache(maxsize=1)
