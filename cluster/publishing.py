@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from cluster.bus import Bus, shared_bus
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from cluster.settings import Settings
-from cluster.streaming import check_identifier
+from cluster.streaming import check_identifier, check_user_id
 from pipelines.arrow_batch import FORMAT_HEADER, to_batches
 from pipelines.envelope import (
     CONTENT_TYPE_HEADER,
@@ -109,7 +109,7 @@ class EventPublishingService:
     ) -> BatchReceipt:
         """Publish a batch; every event gets its own status, in the order given."""
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(user_id, "user_id")
+        check_user_id(user_id)
         self.check_batch_size(len(events))
         if not events:
             raise InvalidInput("a batch needs at least one event")
@@ -178,7 +178,7 @@ class EventPublishingService:
         every other column is a payload field. Client event ids are not deduplicated here
         (pipelines ignore repeated ids); the answer comes after the broker acked every record."""
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(user_id, "user_id")
+        check_user_id(user_id)
         if isinstance(frame, pa.Table):
             frame = pl.DataFrame(pl.from_arrow(frame))
         if frame.is_empty():

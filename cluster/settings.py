@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_s: float = 30.0
+    jwt_jwks_refresh_s: float = 30.0  # an unknown kid reloads the JWKS at most this often
     # Requests without a token act as an admin of any tenant: the local quick start only.
     esb_auth_dev_mode: bool = False
 
