@@ -110,13 +110,14 @@ async def read_events(
     limit: Annotated[int, Query(ge=1)] = 100,
 ) -> dict[str, Any]:
     """A page of events in partition and offset order; pass `next_cursor` back for the next."""
+    from_time_ms = _epoch_ms(from_time)  # bad input is a 422 before any lookup
     record = await _stream(svc, caller, Action.EVENT_READ, stream_id, tenant_id)
     return await svc.consumption.read_events(
         record.stream_id,
         record.tenant_id,
         partition=partition,
         from_offset=from_offset,
-        from_time_ms=_epoch_ms(from_time),
+        from_time_ms=from_time_ms,
         cursor=cursor,
         limit=limit,
     )
