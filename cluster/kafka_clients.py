@@ -4,8 +4,8 @@ Every client the bus makes starts from :func:`client_config`, so the settings' s
 protocol and CA reach all of them:
 
 >>> client_config(Settings(kafka_bootstrap_servers="b:9094", kafka_security_protocol="SSL",
-...                        kafka_ssl_ca_location="ca.pem"))
-{'bootstrap.servers': 'b:9094', 'security.protocol': 'SSL', 'ssl.ca.location': 'ca.pem'}
+...                        kafka_ssl_ca_location="/tls/ca.pem"))
+{'bootstrap.servers': 'b:9094', 'security.protocol': 'SSL', 'ssl.ca.location': '/tls/ca.pem'}
 """
 
 from __future__ import annotations
