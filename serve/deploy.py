@@ -102,9 +102,12 @@ def _wait_healthy(settings: Settings, started: float) -> None:
             last = f"HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
             last = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in last:
+                break  # the proxy serves another certificate: waiting will not change that
         time.sleep(0.5)
     raise StackError(
-        f"the API did not answer on {settings.api_url}/health within {READY_TIMEOUT_S:.0f}s "
+        f"the API did not answer on {settings.api_url}/health within "
+        f"{time.monotonic() - started:.0f}s "
         f"({last}); see the Serve logs in session_latest/logs/serve under Ray's temp dir "
         "(for the local stack: esb-ray-* in the system temp dir). A Serve already running keeps "
         "its HTTP/HTTPS choice: after changing API_TLS_*, restart the stack (esb down, esb up)."
