@@ -93,6 +93,9 @@ async def pipelines_command(settings: Settings, args: argparse.Namespace) -> int
 
 def print_urls(settings: Settings) -> None:
     url = settings.api_url
+    kafka = f"{settings.kafka_bootstrap} ({settings.kafka_security_protocol})"
+    if settings.kafka_ssl_port is not None and settings.kafka_ssl_ca_location is not None:
+        kafka += f", TLS on port {settings.kafka_ssl_port}, CA {settings.kafka_ssl_ca_location}"
     print(f"""
 [esb] the bus is up:
   API docs      {url}/docs
@@ -100,7 +103,8 @@ def print_urls(settings: Settings) -> None:
   token         TOKEN=$(.venv/bin/esb tokens create --tenant demo --role admin)
   streams       curl -H "Authorization: Bearer $TOKEN" {url}/api/v1/streams
   Ray dashboard http://127.0.0.1:{settings.ray_dashboard_port}
-  Kafka         {settings.kafka_bootstrap}    Redis {settings.redis}
+  Kafka         {kafka}
+  Redis         {settings.redis}
 """)
 
 
