@@ -26,7 +26,7 @@ from cluster.settings import Settings
 
 # Tenants with small quotas, for tests/integration/test_quotas.py.
 QUOTA_OVERRIDES: dict[str, dict[str, float | int | None]] = {
-    "quota-flood": {"events_per_s": 50, "burst_s": 1},
+    "quota-flood": {"events_per_s": 2, "burst_s": 25},  # 50 at once, then 2/s
     "quota-count": {"max_streams": 2, "max_subscriptions": 1},
 }
 DEFAULT_TENANT = "acme"

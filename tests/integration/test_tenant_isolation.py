@@ -170,7 +170,9 @@ class TwoTenants(RuleBasedStateMachine):
             return
         ref = stream.name if by_name else stream.stream_id
         http = self.world.clients[intruder]
-        secrets = (stream.stream_id, *self.secrets[stream.tenant])
+        # The answer may echo the ref the intruder sent; nothing else of the owner's.
+        hidden = {stream.stream_id, stream.name} - {ref}
+        secrets = (*hidden, *self.secrets[stream.tenant])
         for method, path, kwargs in (
             ("GET", f"/api/v1/streams/{ref}", {}),
             ("GET", f"/api/v1/streams/{ref}/events", {}),
