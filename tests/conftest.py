@@ -28,6 +28,7 @@ from cluster.settings import Settings
 QUOTA_OVERRIDES: dict[str, dict[str, float | int | None]] = {
     "quota-flood": {"events_per_s": 2, "burst_s": 25},  # 50 at once, then 2/s
     "quota-count": {"max_streams": 2, "max_subscriptions": 1},
+    "fuzz": {"max_streams": 10, "max_subscriptions": 5},  # schemathesis creates what it can
 }
 DEFAULT_TENANT = "acme"
 ISSUER, AUDIENCE = "esb-tests", "esb-api"
