@@ -45,6 +45,11 @@ class EventStreamingService:
     ) -> StreamProvisioned:
         check_identifier(tenant_id, "tenant_id")
         check_identifier(created_by, "created_by")
+        if config.encrypted:
+            # Fail here, with a 4xx, when no master key is set (or it cannot unwrap the
+            # tenant's key), not at the first publish; makes the tenant's first data key.
+            ring = self._bus.keyring
+            await asyncio.to_thread(ring.current_version, tenant_id)
         registry = self._bus.streams
         stream_id = str(uuid.uuid4())
         topic = kafka_topic(tenant_id, config.topic_name)
@@ -95,6 +100,12 @@ class EventStreamingService:
             raise InvalidInput(
                 f"stream {config.stream_name!r} already uses topic {record.topic_name!r}; "
                 "a stream's topic cannot be renamed"
+            )
+        if record.encrypted != config.encrypted:
+            # Its events were written one way; flipping the flag would make readers misread them.
+            raise InvalidInput(
+                f"stream {config.stream_name!r} has encrypted: {str(record.encrypted).lower()}; "
+                "encryption is fixed when a stream is created (create a new stream instead)"
             )
         changes, warnings = await asyncio.to_thread(self._reconcile_topic, record, config)
         if changes:
