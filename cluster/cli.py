@@ -1,4 +1,5 @@
-"""The `esb` command line: the local stack, streams, and the demo behind `make run`."""
+"""The `esb` command line: the local stack, streams, pipelines, encryption keys, and the demo
+behind `make run`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from cluster import local_stack
 from cluster.errors import EsbError, InvalidInput
+from cluster.key_admin import add_keys_parser, keys_command
 from cluster.models import StreamConfig
 from cluster.processing import StreamProcessingService
 from cluster.settings import Settings, get_settings
@@ -152,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     pipelines.add_parser("list", help="list pipelines").add_argument("--tenant")
     for name, text in (("status", "state and progress"), ("stop", "stop the job")):
         pipelines.add_parser(name, help=text).add_argument("pipeline_id")
+    add_keys_parser(sub)
     return parser
 
 
@@ -170,6 +173,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run(settings)
     if args.command == "pipelines":
         return asyncio.run(pipelines_command(settings, args))
+    if args.command == "keys":
+        return keys_command(args, settings)
     if args.streams_command == "apply":
         return asyncio.run(apply_streams(settings, args.file, args.tenant, args.created_by))
     return asyncio.run(list_streams(settings, args.tenant))
