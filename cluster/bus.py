@@ -91,12 +91,13 @@ def _loop_id() -> int:
         return 0
 
 
-_shared: dict[Settings, Bus] = {}
+_shared: dict[str, Bus] = {}
 
 
 def shared_bus(settings: Settings | None = None) -> Bus:
     """One Bus per settings per process, so SDK services built separately share their clients."""
     settings = settings or get_settings()
-    if settings not in _shared:
-        _shared[settings] = Bus(settings)
-    return _shared[settings]
+    key = settings.model_dump_json()  # not the Settings: a dict field makes it unhashable
+    if key not in _shared:
+        _shared[key] = Bus(settings)
+    return _shared[key]
