@@ -27,6 +27,7 @@ from cluster.streaming import EventStreamingService
 from pipelines.arrow_batch import to_batches, to_cloudevents
 from pipelines.decode import decode_cloudevents
 from pipelines.envelope import EventIn, encode, to_cloudevent
+from pipelines.spec import FieldType
 from serve.routes.live import _frames
 
 CANARY = "CANARY-unit-9b1d"
@@ -68,7 +69,7 @@ def test_open_value_gives_what_the_bulk_decoder_reads(cipher: EventCipher) -> No
     opened, failed = cipher.open_values(sealed)
     assert failed == []
     assert [orjson.loads(v) for v in opened] == [orjson.loads(v) for v in plain]
-    fields = {"amount": "int", "note": "str"}
+    fields: dict[str, FieldType] = {"amount": "int", "note": "str"}
     assert decode_cloudevents(opened, fields).equals(decode_cloudevents(plain, fields))
 
 
