@@ -46,8 +46,8 @@ class EventStreamingService:
         check_identifier(tenant_id, "tenant_id")
         check_identifier(created_by, "created_by")
         if config.encrypted:
-            # Fail here, with a 4xx, when no master key is set (or it cannot unwrap the
-            # tenant's key), not at the first publish; makes the tenant's first data key.
+            # Without a master key this is a 422 here, not a 500 at the first publish; it also
+            # makes the tenant's first data key.
             ring = self._bus.keyring
             await asyncio.to_thread(ring.current_version, tenant_id)
         registry = self._bus.streams
