@@ -124,7 +124,9 @@ def main(argv: list[str]) -> int:
     try:
         with (
             private_stack(progress, keep_dir=args.keep_stack) as bench,
-            httpx.Client(base_url=bench.settings.api_url, timeout=120) as http,
+            httpx.Client(
+                base_url=bench.settings.api_url, timeout=120, headers=bench.auth_header()
+            ) as http,
         ):
             ctx = Context(bench, http, config, progress, work_dir, quix)
             results, profiled = run_scenarios(ctx, only)

@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 from confluent_kafka import KafkaError, Producer
 
+from cluster.kafka_clients import client_config
+from cluster.settings import Settings
 from pipelines.arrow_batch import partition_of
 from pipelines.envelope import partition_for
 
@@ -147,17 +149,19 @@ def sentinel_events(partitions: int, base_ms: int) -> pl.DataFrame:
     )
 
 
-def preload(bootstrap: str, topic: str, workload: Workload, chunk: int = 200_000) -> float:
+def preload(settings: Settings, topic: str, workload: Workload, chunk: int = 200_000) -> float:
     """Produce every event, then the sentinels; answers the seconds it took (flush included)."""
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "batch.size": 4_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "acks": "1",
-        }
+        client_config(
+            settings,
+            **{
+                "linger.ms": 50,
+                "batch.size": 4_000_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 1_048_576,
+                "acks": "1",
+            },
+        )
     )
     errors: list[str] = []
 

@@ -3,6 +3,7 @@ subprocesses, and the result shape the report, JSON and charts are made from."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from benchmarks.config import Config
 from benchmarks.measure import Runs, Sample, Target
 from benchmarks.procstat import cpu_seconds
 from benchmarks.progress import Progress
+from benchmarks.runners.common import AUTH_ENV
 from benchmarks.stack import BenchStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,11 +86,20 @@ class Context:
                 found[name] = value
         return found
 
+    def runner_env(self) -> dict[str, str]:
+        """The environment of runner subprocesses: ours, plus the API token."""
+        return {**os.environ, AUTH_ENV: self.http.headers["authorization"]}
+
     def run_runner(self, args: list[str], python: Path | None = None) -> dict[str, Any]:
         """Run a runner subprocess and parse the JSON line it prints last."""
         cmd = [str(python or sys.executable), *args]
         done = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=RUNNER_TIMEOUT_S
+            cmd,
+            cwd=ROOT,
+            env=self.runner_env(),
+            capture_output=True,
+            text=True,
+            timeout=RUNNER_TIMEOUT_S,
         )
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not lines:

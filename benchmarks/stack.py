@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.datagen import TENANT
 from cluster import local_stack, processes
+from cluster.security import auth_config_from, mint_token
 from cluster.settings import Settings
 
 PORTS_FILE = "bench-ports.json"
@@ -60,6 +62,12 @@ class BenchStack:
         record = state.get("services", {}).get(service)
         return int(record["pid"]) if record else None
 
+    def auth_header(self) -> dict[str, str]:
+        """An admin token of the bench tenant, for the API."""
+        config = auth_config_from(self.settings)
+        token = mint_token(config, TENANT, "admin", "bench", ttl_s=24 * 3600)
+        return {"Authorization": f"Bearer {token}"}
+
     def connect_ray(self) -> Any:
         """This process as a Ray driver of the stack (for actor pids); ray imported lazily."""
         os.environ["RAY_AUTH_MODE"] = self.settings.ray_auth_mode
@@ -81,8 +89,9 @@ def private_stack(
 ) -> Iterator[BenchStack]:
     state_dir = keep_dir or Path(tempfile.mkdtemp(prefix="esb-bench-", dir="/tmp"))
     state_dir.mkdir(parents=True, exist_ok=True)
+    unlimited = {"esb_quota_events_per_s": None, "esb_quota_bytes_per_s": None}  # we measure
     settings = Settings.model_validate(
-        {"esb_state_dir": state_dir, "ray_auth_mode": "disabled", **_ports(state_dir)}
+        {"esb_state_dir": state_dir, "ray_auth_mode": "disabled", **unlimited, **_ports(state_dir)}
     )
     ray_tmp = state_dir / "rt"
     ray_tmp.mkdir(exist_ok=True)

@@ -18,8 +18,10 @@ from pydantic import ValidationError
 from cluster import local_stack
 from cluster.errors import EsbError, InvalidInput
 from cluster.key_admin import add_keys_parser, keys_command
+from cluster.local_secrets import with_local_secrets
 from cluster.models import StreamConfig
 from cluster.processing import StreamProcessingService
+from cluster.security.cli import add_tokens_parser, tokens_command
 from cluster.settings import Settings, get_settings
 from cluster.streaming import EventStreamingService
 from pipelines.spec import PipelineSpec
@@ -93,13 +95,18 @@ async def pipelines_command(settings: Settings, args: argparse.Namespace) -> int
 
 def print_urls(settings: Settings) -> None:
     url = settings.api_url
+    kafka = f"{settings.kafka_bootstrap} ({settings.kafka_security_protocol})"
+    if settings.kafka_ssl_port is not None and settings.kafka_ssl_ca_location is not None:
+        kafka += f", TLS on port {settings.kafka_ssl_port}, CA {settings.kafka_ssl_ca_location}"
     print(f"""
 [esb] the bus is up:
   API docs      {url}/docs
   status        {url}/api/v1/status
-  streams       curl {url}/api/v1/streams?tenant_id=demo
+  token         TOKEN=$(.venv/bin/esb tokens create --tenant demo --role admin)
+  streams       curl -H "Authorization: Bearer $TOKEN" {url}/api/v1/streams
   Ray dashboard http://127.0.0.1:{settings.ray_dashboard_port}
-  Kafka         {settings.kafka_bootstrap}    Redis {settings.redis}
+  Kafka         {kafka}
+  Redis         {settings.redis}
 """)
 
 
@@ -155,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("status", "state and progress"), ("stop", "stop the job")):
         pipelines.add_parser(name, help=text).add_argument("pipeline_id")
     add_keys_parser(sub)
+    add_tokens_parser(sub)
     return parser
 
 
@@ -175,6 +183,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(pipelines_command(settings, args))
     if args.command == "keys":
         return keys_command(args, settings)
+    if args.command == "tokens":  # signed with the secret the local stack's API checks
+        return tokens_command(args, with_local_secrets(settings))
     if args.streams_command == "apply":
         return asyncio.run(apply_streams(settings, args.file, args.tenant, args.created_by))
     return asyncio.run(list_streams(settings, args.tenant))

@@ -48,7 +48,9 @@ async def _demo(settings: Settings) -> str:
             f"offset {receipt.offset}"
         )
     print(
-        f"[esb] demo stream {made.stream_id} ({made.kafka_topic}); read it back with:\n"
-        f"  curl '{settings.api_url}/api/v1/streams/{made.stream_id}/events?tenant_id=demo'"
+        f"[esb] demo stream {made.stream_id} ({made.kafka_topic}); read it back with a token:\n"
+        f"  TOKEN=$(.venv/bin/esb tokens create --tenant {DEMO_TENANT} --role consumer)\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" '
+        f"{settings.api_url}/api/v1/streams/{made.stream_id}/events"
     )
     return made.stream_id

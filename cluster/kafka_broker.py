@@ -2,6 +2,9 @@
 stack. Its jars come from Maven Central through kafka_dist/pom.xml, fetched once into the cache.
 
 The broker listens on 127.0.0.1 only; data lives in <state_dir>/kafka/data and survives restarts.
+With KAFKA_SSL_PORT set it also listens with TLS there, with a CA and broker certificate made in
+<state_dir>/tls (cluster.tls); clients trust <state_dir>/tls/ca.pem. PLAINTEXT stays for the
+broker's own traffic and the readiness probe.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from cluster import processes
+from cluster import processes, tls
 from cluster.errors import StackError
 from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
@@ -80,18 +83,28 @@ def ensure_jars(settings: Settings, progress: Progress) -> Path:
     return libs
 
 
-def server_properties(settings: Settings, data_dir: Path) -> str:
-    """The broker's config: one node that is both broker and controller, loopback only."""
+def server_properties(settings: Settings, data_dir: Path, keystore: Path | None = None) -> str:
+    """The broker's config: one node that is both broker and controller, loopback only; with a
+    keystore (PEM: PKCS#8 key, then the certificate chain), an SSL listener on kafka_ssl_port."""
     port, controller = settings.kafka_port, settings.kafka_controller_port
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    ssl: dict[str, str] = {}
+    if keystore is not None and settings.kafka_ssl_port is not None:
+        listeners.append(f"SSL://127.0.0.1:{settings.kafka_ssl_port}")
+        protocols.append("SSL:SSL")
+        # Kafka reads a PEM keystore natively (no JKS, no keystore password: PEM forbids one).
+        ssl = {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(keystore)}
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller}"]),
+        "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
+        **ssl,
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -148,16 +161,35 @@ def format_storage(java: str, libs: Path, config: Path, data_dir: Path, log_path
 
 
 def preflight(settings: Settings) -> None:
-    """Fail before anything starts when a port we need is taken."""
+    """Fail before anything starts when a port we need is taken, or SSL has no listener."""
+    if settings.kafka_security_protocol.upper() != "PLAINTEXT" and settings.kafka_ssl_port is None:
+        raise StackError(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs a TLS listener on "
+            "the local broker. Fix: set KAFKA_SSL_PORT (e.g. 9094), or KAFKA_BOOTSTRAP_SERVERS "
+            "to a cluster that speaks it."
+        )
+    ports = {
+        "KAFKA_PORT": settings.kafka_port,
+        "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
+    }
+    if settings.kafka_ssl_port is not None:
+        ports["KAFKA_SSL_PORT"] = settings.kafka_ssl_port
     processes.require_free_ports(
         LABEL,
-        {
-            "KAFKA_PORT": settings.kafka_port,
-            "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
-        },
-        "Fix: stop what listens there, choose other ports (KAFKA_PORT, KAFKA_CONTROLLER_PORT), "
+        ports,
+        f"Fix: stop what listens there, choose other ports ({', '.join(ports)}), "
         "or point KAFKA_BOOTSTRAP_SERVERS at that broker.",
     )
+
+
+def write_keystore(settings: Settings, home: Path) -> tuple[Path, Path]:
+    """(keystore, CA certificate): the broker's PEM keystore, from certificates in <state>/tls."""
+    files = tls.ensure_certs(settings.esb_state_dir.resolve() / "tls")
+    keystore = home / "keystore.pem"
+    keystore.touch(mode=0o600)
+    keystore.chmod(0o600)
+    keystore.write_bytes(files.key.read_bytes() + files.cert.read_bytes())
+    return keystore, files.ca_cert
 
 
 def launch(settings: Settings, progress: Progress) -> ProcessRecord:
@@ -168,38 +200,62 @@ def launch(settings: Settings, progress: Progress) -> ProcessRecord:
     data_dir = home / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     config = home / "server.properties"
-    config.write_text(server_properties(settings, data_dir))
-    log_path = home / "broker.log"
+    keystore, extra = None, {}
     address = f"127.0.0.1:{settings.kafka_port}"
-    say(progress, f"starting {LABEL} on {address} ...")
+    if settings.kafka_ssl_port is not None:
+        keystore, ca = write_keystore(settings, home)
+        extra = {"ssl_address": f"127.0.0.1:{settings.kafka_ssl_port}", "ssl_ca": str(ca)}
+    config.write_text(server_properties(settings, data_dir, keystore))
+    log_path = home / "broker.log"
+    tls_note = f" (TLS on {extra['ssl_address']})" if extra else ""
+    say(progress, f"starting {LABEL} on {address}{tls_note} ...")
     format_storage(java, libs, config, data_dir, home / "format.log")
     return processes.spawn(
         [*_java_cmd(java, settings.kafka_heap, libs), "kafka.Kafka", str(config)],
         address=address,
         log_path=log_path,
         cwd=home,
+        extra=extra,
     )
 
 
-def is_ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when the cluster answers a metadata request with at least one broker."""
+def is_ready(
+    bootstrap: str, security: dict[str, str] | None = None, timeout_s: float = 2.0
+) -> bool:
+    """True when the cluster answers a metadata request with at least one broker; `security`
+    comes from cluster.kafka_clients.security_config (PLAINTEXT when None)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
+
+    from cluster.kafka_clients import security_config
 
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not processes.tcp_open(host or "127.0.0.1", int(port)):
         return False  # spares librdkafka's connection-refused noise while the JVM boots
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    config = {"bootstrap.servers": bootstrap, **(security or security_config("PLAINTEXT"))}
+    admin = AdminClient({**config, "log_level": 0})
     try:
         return bool(admin.list_topics(timeout=timeout_s).brokers)
     except KafkaException:
         return False
 
 
+def is_record_ready(record: ProcessRecord) -> bool:
+    """The PLAINTEXT listener answers, and the TLS one too (verified with our CA) when there."""
+    from cluster.kafka_clients import security_config
+
+    if not is_ready(record.address):
+        return False
+    ssl_address = record.extra.get("ssl_address")
+    return ssl_address is None or is_ready(
+        ssl_address, security_config("SSL", record.extra["ssl_ca"])
+    )
+
+
 def wait(record: ProcessRecord, progress: Progress, started_at: float) -> float:
     return processes.wait_ready(
         LABEL,
-        lambda: is_ready(record.address),
+        lambda: is_record_ready(record),
         record=record,
         timeout_s=READY_TIMEOUT_S,
         progress=progress,

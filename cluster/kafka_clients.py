@@ -1,4 +1,12 @@
-"""Kafka clients with the bus's defaults, and an asyncio face for the idempotent producer."""
+"""Kafka clients with the bus's defaults, and an asyncio face for the idempotent producer.
+
+Every client the bus makes starts from :func:`client_config`, so the settings' security
+protocol and CA reach all of them:
+
+>>> client_config(Settings(kafka_bootstrap_servers="b:9094", kafka_security_protocol="SSL",
+...                        kafka_ssl_ca_location="/tls/ca.pem"))
+{'bootstrap.servers': 'b:9094', 'security.protocol': 'SSL', 'ssl.ca.location': '/tls/ca.pem'}
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -16,34 +25,56 @@ from cluster.errors import ServiceUnavailable
 from cluster.settings import Settings
 
 
-def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+def security_config(protocol: str, ca_location: Path | str | None = None) -> dict[str, str]:
+    """librdkafka's security properties, spelled out here only. The broker's certificate and
+    host name are always verified (librdkafka's default endpoint identification is https)."""
+    config = {"security.protocol": protocol}
+    if ca_location is not None and protocol.upper().endswith("SSL"):
+        config["ssl.ca.location"] = str(ca_location)
+    return config
+
+
+def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Where the brokers are and how to reach them: the base of every client's config."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "batch.size": 1_000_000,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 500_000,
-        "message.timeout.ms": int(settings.publish_timeout_s * 1000),
+        **security_config(settings.kafka_security_protocol, settings.kafka_ssl_ca_location),
         **overrides,
     }
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    return client_config(
+        settings,
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "message.timeout.ms": int(settings.publish_timeout_s * 1000),
+            **overrides,
+        },
+    )
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        **overrides,
-    }
+    return client_config(
+        settings,
+        **{
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            **overrides,
+        },
+    )
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(client_config(settings))
 
 
 def new_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster import kafka_broker, processes, ray_head, redis_server
+from cluster.errors import StackError
 from cluster.local_secrets import with_local_secrets
 from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
@@ -124,9 +125,7 @@ def _resolve(settings: Settings, state: dict[str, ProcessRecord]) -> Settings:
     """settings with the address (and ports) of every service we run filled in."""
     update: dict[str, Any] = {}
     if KAFKA.external(settings) is None and "kafka" in state:
-        record = state["kafka"]
-        update["kafka_bootstrap_servers"] = record.address
-        update["kafka_port"] = int(record.address.rpartition(":")[2])
+        update.update(_resolve_kafka(settings, state["kafka"]))
     if REDIS.external(settings) is None and "redis" in state:
         record = state["redis"]
         update["redis_url"] = redis_server.url(record)
@@ -137,6 +136,26 @@ def _resolve(settings: Settings, state: dict[str, ProcessRecord]) -> Settings:
         update["ray_port"] = int(record.address.rpartition(":")[2])
         update["ray_dashboard_port"] = int(record.extra["dashboard_port"])
     return settings.model_copy(update=update)
+
+
+def _resolve_kafka(settings: Settings, record: ProcessRecord) -> dict[str, Any]:
+    """The local broker's listener the clients use (TLS when they speak SSL) and its CA."""
+    update: dict[str, Any] = {"kafka_port": int(record.address.rpartition(":")[2])}
+    ssl_address = record.extra.get("ssl_address")
+    if ssl_address is not None:
+        update["kafka_ssl_port"] = int(ssl_address.rpartition(":")[2])
+        update["kafka_ssl_ca_location"] = Path(record.extra["ssl_ca"])  # what verifies this one
+    if settings.kafka_security_protocol.upper() == "PLAINTEXT":
+        update["kafka_bootstrap_servers"] = record.address
+    elif ssl_address is not None:
+        update["kafka_bootstrap_servers"] = ssl_address
+    else:
+        raise StackError(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}, but the running local "
+            f"Kafka broker (pid {record.pid}) has no TLS listener. Fix: `esb down`, then `esb up` "
+            "with KAFKA_SSL_PORT set."
+        )
+    return update
 
 
 def up(settings: Settings, *, progress: Progress = print, with_api: bool = True) -> Settings:
@@ -229,6 +248,8 @@ def status(settings: Settings) -> dict[str, Any]:
                 "pid": record.pid,
                 "log": record.log_path,
             }
+            if "ssl_address" in record.extra:
+                report[svc.name]["tls_address"] = record.extra["ssl_address"]
         elif external is not None:
             report[svc.name] = {"state": "external", "address": external, "pid": None}
         else:

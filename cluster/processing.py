@@ -103,7 +103,7 @@ class StreamProcessingService:
                 "working_dir": str(PROJECT_ROOT),
                 "excludes": WORKING_DIR_EXCLUDES,
                 "env_vars": {
-                    "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+                    **_kafka_env(settings),
                     "REDIS_URL": settings.redis,
                     "RAY_AUTH_MODE": settings.ray_auth_mode,
                     "POLARS_MAX_THREADS": "1",
@@ -227,6 +227,18 @@ class StreamProcessingService:
         await self.get_record(pipeline_id, tenant_id)
         raw = await self._bus.redis.lrange(f"{prefix(pipeline_id)}:dead", 0, limit - 1)
         return [orjson.loads(r) for r in raw]
+
+
+def _kafka_env(settings: Settings) -> dict[str, str]:
+    """How the job reaches Kafka, security included (its Settings come from the environment).
+    The CA path must exist on every node the job's actors run on."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+    }
+    if settings.kafka_ssl_ca_location is not None:
+        env["KAFKA_SSL_CA_LOCATION"] = str(settings.kafka_ssl_ca_location)
+    return env
 
 
 def _master_key_env(settings: Settings) -> dict[str, str]:

@@ -23,7 +23,7 @@ from cluster.bus import Bus, shared_bus
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from cluster.event_crypto import EventCipher
 from cluster.settings import Settings
-from cluster.streaming import check_identifier
+from cluster.streaming import check_identifier, check_user_id
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
 from pipelines.envelope import (
     CONTENT_TYPE_HEADER,
@@ -153,7 +153,7 @@ class EventPublishingService:
     ) -> BatchReceipt:
         """Publish a batch; every event gets its own status, in the order given."""
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(user_id, "user_id")
+        check_user_id(user_id)
         self.check_batch_size(len(events))
         if not events:
             raise InvalidInput("a batch needs at least one event")
@@ -236,7 +236,7 @@ class EventPublishingService:
         own encrypted CloudEvents JSON record (same partition, same key), so there is one
         encryption format for every reader; `records` then lists one entry per event."""
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(user_id, "user_id")
+        check_user_id(user_id)
         if isinstance(frame, pa.Table):
             frame = pl.DataFrame(pl.from_arrow(frame))
         if frame.is_empty():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_s: float = 30.0
+    jwt_jwks_refresh_s: float = 30.0  # an unknown kid reloads the JWKS at most this often
     # Requests without a token act as an admin of any tenant: the local quick start only.
     esb_auth_dev_mode: bool = False
 
@@ -94,9 +95,19 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="INFO")
 
+    @field_validator("api_tls_certfile", "api_tls_keyfile", "kafka_ssl_ca_location")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Serve's proxy and Ray workers run in other directories: a relative path would miss.
+        return path.expanduser().resolve() if path is not None else None
+
     @property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        """The given brokers, else the local one: its SSL listener when clients speak SSL."""
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        ssl = self.kafka_security_protocol.upper() == "SSL" and self.kafka_ssl_port is not None
+        return f"127.0.0.1:{self.kafka_ssl_port if ssl else self.kafka_port}"
 
     @property
     def redis(self) -> str:

@@ -16,7 +16,7 @@ from cluster.bus import Bus, shared_bus
 from cluster.errors import InvalidInput
 from cluster.models import StreamConfig, StreamProvisioned, StreamRecord
 from cluster.settings import Settings
-from pipelines.envelope import IDENTIFIER
+from pipelines.envelope import IDENTIFIER, USER_ID
 
 
 def kafka_topic(tenant_id: str, topic_name: str) -> str:
@@ -27,6 +27,15 @@ def check_identifier(value: str, what: str) -> str:
     if not IDENTIFIER.match(value):
         raise InvalidInput(
             f"{what} {value!r} must be 1-64 letters, digits, '_' or '-', starting with a letter "
+            "or digit"
+        )
+    return value
+
+
+def check_user_id(value: str) -> str:
+    if not USER_ID.match(value):
+        raise InvalidInput(
+            f"user_id {value!r} must be 1-128 letters, digits or _.@:|+-, starting with a letter "
             "or digit"
         )
     return value
@@ -44,7 +53,6 @@ class EventStreamingService:
         self, config: StreamConfig, tenant_id: str, created_by: str
     ) -> StreamProvisioned:
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(created_by, "created_by")
         if config.encrypted:
             # Without a master key this is a 422 here, not a 500 at the first publish; it also
             # makes the tenant's first data key.

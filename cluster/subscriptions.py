@@ -136,7 +136,6 @@ class SubscriptionService:
         """Register and start a subscription; answers its record and its webhook secret (the
         only time the secret is handed out)."""
         check_identifier(tenant_id, "tenant_id")
-        check_identifier(created_by, "created_by")
         settings = self._bus.settings
         stream = await self._bus.streams.resolve(config.stream_id, tenant_id)
         output, output_partitions = None, 1

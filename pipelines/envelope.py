@@ -25,6 +25,8 @@ CONTENT_TYPE_HEADER: tuple[str, str | bytes | None] = (
 )
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$"
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+# Who an event is published for: a token subject may be an email or an IdP id (`auth0|42`).
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:|+\-]{0,127}$")
 """Tenant and user ids. They end up in topic names (`esb.<tenant>.<topic>`) and Redis keys
 (`esb:tenant:<tenant>:...`): no dots, colons or wildcards, so namespaces cannot overlap."""
 

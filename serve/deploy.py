@@ -1,8 +1,12 @@
-"""Deploy the API on Ray Serve: one replica with num_cpus=0 (it waits on I/O, not the CPU)."""
+"""Deploy the API on Ray Serve: one replica with num_cpus=0 (it waits on I/O, not the CPU).
+
+With API_TLS_CERTFILE and API_TLS_KEYFILE set, Serve's HTTP proxy speaks HTTPS (uvicorn's TLS).
+"""
 
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from typing import Any
 
@@ -53,32 +57,60 @@ def connect_ray(settings: Settings) -> None:
     )
 
 
+def http_options(settings: Settings) -> dict[str, Any]:
+    """Serve's proxy options: host and port, and the certificate and key for HTTPS."""
+    if (settings.api_tls_certfile is None) != (settings.api_tls_keyfile is None):
+        raise StackError("HTTPS needs both API_TLS_CERTFILE and API_TLS_KEYFILE (one is unset)")
+    options: dict[str, Any] = {"host": settings.api_host, "port": settings.api_port}
+    if settings.api_tls:
+        options["ssl_certfile"] = str(settings.api_tls_certfile)
+        options["ssl_keyfile"] = str(settings.api_tls_keyfile)
+    return options
+
+
 def start_api(settings: Settings, progress: Any = print) -> None:
     """Run the API on the cluster's Serve at settings.api_url and wait until it answers."""
+    options = http_options(settings)
     connect_ray(settings)
     progress(f"[esb] deploying the API on Ray Serve at {settings.api_url} ...")
     started = time.monotonic()
-    ray_serve.start(http_options={"host": settings.api_host, "port": settings.api_port})
+    # An already running Serve keeps its proxy options: TLS changes need a new Ray head.
+    ray_serve.start(http_options=options)
     ray_serve.run(api_deployment(settings), name=APP_NAME, route_prefix="/", blocking=False)
     _wait_healthy(settings, started)
     progress(f"[esb] API ready in {time.monotonic() - started:.1f}s")
 
 
+def health_check_verify(settings: Settings) -> ssl.SSLContext | bool:
+    """How the health check verifies HTTPS: it trusts the certificate file it deployed (each
+    certificate in it is an anchor, so a chain or a lone leaf both work), host name checked."""
+    if not settings.api_tls:
+        return True
+    context = ssl.create_default_context(cafile=str(settings.api_tls_certfile))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 def _wait_healthy(settings: Settings, started: float) -> None:
     last = "no answer yet"
+    verify = health_check_verify(settings)
     while time.monotonic() - started < READY_TIMEOUT_S:
         try:
-            answer = httpx.get(f"{settings.api_url}/health", timeout=5)
+            answer = httpx.get(f"{settings.api_url}/health", timeout=5, verify=verify)
             if answer.status_code == 200:
                 return
             last = f"HTTP {answer.status_code}"
         except httpx.HTTPError as exc:
             last = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in last:
+                break  # the proxy serves another certificate: waiting will not change that
         time.sleep(0.5)
     raise StackError(
-        f"the API did not answer on {settings.api_url}/health within {READY_TIMEOUT_S:.0f}s "
+        f"the API did not answer on {settings.api_url}/health within "
+        f"{time.monotonic() - started:.0f}s "
         f"({last}); see the Serve logs in session_latest/logs/serve under Ray's temp dir "
-        "(for the local stack: esb-ray-* in the system temp dir)"
+        "(for the local stack: esb-ray-* in the system temp dir). A Serve already running keeps "
+        "its HTTP/HTTPS choice: after changing API_TLS_*, restart the stack (esb down, esb up)."
     )
 
 

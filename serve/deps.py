@@ -10,6 +10,7 @@ from cluster.bus import Bus
 from cluster.consumption import EventConsumptionService
 from cluster.processing import StreamProcessingService
 from cluster.publishing import EventPublishingService
+from cluster.security.quotas import QuotaLimiter, quota_from, quota_overrides_from
 from cluster.settings import Settings
 from cluster.streaming import EventStreamingService
 from cluster.subscriptions import SubscriptionService
@@ -25,6 +26,7 @@ class Services:
     consumption: EventConsumptionService
     processing: StreamProcessingService
     subscriptions: SubscriptionService
+    quotas: QuotaLimiter
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -36,6 +38,7 @@ class Services:
             consumption=EventConsumptionService(bus=bus),
             processing=StreamProcessingService(bus=bus),
             subscriptions=SubscriptionService(bus=bus),
+            quotas=QuotaLimiter(bus.redis, quota_from(settings), quota_overrides_from(settings)),
         )
 
 

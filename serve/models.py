@@ -11,8 +11,11 @@ from pipelines.envelope import EventIn
 
 
 class CreateStreamRequest(StreamConfig):
-    tenant_id: str = Field(min_length=1, max_length=64)
-    created_by: str = Field(default="api", min_length=1, max_length=64)
+    """The stream goes into the token's tenant; `created_by` is the token's subject."""
+
+    tenant_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The token's tenant, or omit it."
+    )
 
 
 class StreamCreated(BaseModel):
@@ -26,13 +29,14 @@ class StreamList(BaseModel):
 
 
 class Who(BaseModel):
-    """Where an event goes and on whose behalf."""
+    """Where an event goes and on whose behalf (default: the token's subject). The tenant is
+    the token's: `tenant_id` may be left out, and naming another tenant is a 403."""
 
     model_config = ConfigDict(extra="forbid")
 
     stream_id: str = Field(min_length=1, max_length=128)
     tenant_id: str = Field(min_length=1, max_length=64)
-    user_id: str = Field(min_length=1, max_length=64)
+    user_id: str = Field(min_length=1, max_length=128)
 
 
 class PublishRequest(EventIn, Who):
@@ -47,12 +51,23 @@ class PublishResponse(BaseModel):
     offset: int | None
 
 
+# Filled in from the token when a client leaves them out.
+FROM_TOKEN = ("tenant_id", "user_id")
+
+
+def publish_body_schema() -> dict[str, Any]:
+    """The documented JSON form of one event: PublishRequest, tenant and user optional."""
+    schema = PublishRequest.model_json_schema()
+    schema["required"] = [f for f in schema["required"] if f not in FROM_TOKEN]
+    return schema
+
+
 def batch_body_schema() -> dict[str, Any]:
     """The documented JSON form of a batch (NDJSON and Arrow IPC carry the same event fields)."""
     event = EventIn.model_json_schema()
     who = Who.model_json_schema()
     return {
         "type": "object",
-        "required": [*who["required"], "events"],
+        "required": [*(f for f in who["required"] if f not in FROM_TOKEN), "events"],
         "properties": {**who["properties"], "events": {"type": "array", "items": event}},
     }

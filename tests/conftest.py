@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,17 @@ import httpx
 import pytest
 
 from cluster import local_stack, processes, ray_head
+from cluster.security import auth_config_from, mint_token
+from cluster.security.principal import Role
 from cluster.settings import Settings
+
+# Tenants with small quotas, for tests/integration/test_quotas.py.
+QUOTA_OVERRIDES: dict[str, dict[str, float | int | None]] = {
+    "quota-flood": {"events_per_s": 50, "burst_s": 1},
+    "quota-count": {"max_streams": 2, "max_subscriptions": 1},
+}
+DEFAULT_TENANT = "acme"
+ISSUER, AUDIENCE = "esb-tests", "esb-api"
 
 
 def _test_settings(state_dir: Path) -> Settings:
@@ -35,6 +45,14 @@ def _test_settings(state_dir: Path) -> Settings:
         ray_dashboard_port=dashboard,
         api_port=api,
         allow_private_webhooks=True,  # the webhook tests' receivers listen on 127.0.0.1
+        jwt_issuer=ISSUER,  # so the token tests can get them wrong
+        jwt_audience=AUDIENCE,
+        # Rates unlimited but for the tenants the quota tests flood; counts well above use.
+        esb_quota_events_per_s=None,
+        esb_quota_bytes_per_s=None,
+        esb_quota_max_streams=1000,
+        esb_quota_max_subscriptions=1000,
+        esb_quota_overrides=QUOTA_OVERRIDES,
     )
 
 
@@ -76,7 +94,24 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
+Mint = Callable[..., str]
+
+
 @pytest.fixture(scope="session")
-def http(stack: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.api_url, timeout=120) as client:
+def mint(stack: Settings) -> Mint:
+    """mint(tenant, role="admin", **grants) -> a bearer token the stack's API accepts."""
+    config = auth_config_from(stack)
+
+    def make(tenant: str, role: Role = "admin", ttl_s: int = 3600, **grants: Any) -> str:
+        return mint_token(config, tenant, role, f"{role}@{tenant}", ttl_s=ttl_s, **grants)
+
+    return make
+
+
+@pytest.fixture
+def http(stack: Settings, mint: Mint, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """An API client with an admin token of the test module's `TENANT` (default acme)."""
+    tenant = getattr(request.module, "TENANT", DEFAULT_TENANT)
+    auth = {"Authorization": f"Bearer {mint(tenant)}"}
+    with httpx.Client(base_url=stack.api_url, timeout=120, headers=auth) as client:
         yield client

@@ -8,6 +8,7 @@ the process), measured from just before the first consume, after imports and set
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -22,6 +23,13 @@ from cluster.kafka_clients import consumer_config
 from cluster.settings import Settings
 
 BATCH = 20_000  # the partition owners' MAX_BATCH
+AUTH_ENV = "ESB_AUTHORIZATION"  # the harness hands runners the API's Authorization header here
+
+
+def api_auth() -> dict[str, str]:
+    """The Authorization header for the API, as the harness passed it."""
+    value = os.environ.get(AUTH_ENV)
+    return {"authorization": value} if value else {}
 
 
 def arguments(description: str) -> argparse.Namespace:

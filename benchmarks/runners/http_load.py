@@ -23,6 +23,7 @@ import orjson
 
 from benchmarks.datagen import TENANT
 from benchmarks.procstat import self_usage
+from benchmarks.runners.common import api_auth
 
 WHO = {"tenant_id": TENANT, "user_id": "loader"}
 
@@ -54,7 +55,7 @@ async def batch_load(args: argparse.Namespace) -> dict[str, Any]:
         queue.put_nowait(body)
     failures: list[str] = []
     published = [0]
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **api_auth()}
 
     async def client(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
@@ -91,7 +92,7 @@ async def single_load(args: argparse.Namespace) -> dict[str, Any]:
     bodies = [orjson.dumps({"stream_id": args.stream_id, **WHO, **event(i)}) for i in range(total)]
     latencies: list[float] = []
     failures: list[str] = []
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **api_auth()}
     connector = aiohttp.TCPConnector(limit=0)  # open loop: never queue behind a pool limit
 
     async with aiohttp.ClientSession(connector=connector) as session:

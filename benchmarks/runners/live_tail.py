@@ -16,8 +16,8 @@ from datetime import datetime
 import aiohttp
 import orjson
 
-from benchmarks.datagen import TENANT
 from benchmarks.procstat import self_usage
+from benchmarks.runners.common import api_auth
 
 
 def event_time_s(text: str) -> float:
@@ -31,7 +31,7 @@ async def tail(args: argparse.Namespace) -> dict[str, object]:
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(
-            ws_url, params={"tenant_id": TENANT, "start": "latest"}, max_msg_size=0
+            ws_url, params={"start": "latest"}, headers=api_auth(), max_msg_size=0
         ) as ws,
     ):
         sys.stdout.write("ready\n")

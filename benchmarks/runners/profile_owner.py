@@ -23,6 +23,7 @@ from redis import Redis
 from actors.partition_owner import MAX_BATCH, PartitionOwner
 from benchmarks.pipeline_run import window_spec
 from benchmarks.runners.common import Clock
+from cluster.kafka_clients import client_config
 from cluster.processing_models import PipelineRecord
 from cluster.settings import Settings
 from pipelines.spec import PipelineSpec
@@ -55,14 +56,14 @@ def top_self_time(stats: pstats.Stats, count: int = 12) -> list[dict[str, object
     ]
 
 
-def consume_wait(bootstrap: str, topic: str, partitions: int) -> dict[str, float]:
+def consume_wait(settings: Settings, topic: str, partitions: int) -> dict[str, float]:
     """With 100 records waiting: seconds for one consume(MAX_BATCH, 0.5) as the owner calls it
     (librdkafka waits for the full batch or the timeout), and for the alternative of
     consume(1, 0.5) then consume(MAX_BATCH - 1, 0) (wait for the first, take what is there)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex})
+    consumer = Consumer(client_config(settings, **{"group.id": uuid.uuid4().hex}))
     consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in range(partitions)])
     consumer.consume(1, 2.0)  # assignment settles
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    producer = Producer(client_config(settings, **{"linger.ms": 0}))
     found: dict[str, float] = {}
     for name in ("batch_wait", "first_then_drain"):
         for i in range(100):
@@ -115,7 +116,7 @@ def main() -> None:
     seconds = time.perf_counter() - clock.t0
     owner.close()
     stats = pstats.Stats(profiler, stream=io.StringIO())
-    wait = consume_wait(args.bootstrap, args.scratch_topic, args.partitions)
+    wait = consume_wait(settings, args.scratch_topic, args.partitions)
     clock.report(
         events,
         wall_s=seconds,

@@ -223,6 +223,7 @@ def _start_subscriber(ctx: Context, stream_id: str, seconds: float) -> subproces
             str(seconds),
         ],
         cwd=ROOT,
+        env=ctx.runner_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -41,7 +41,7 @@ def load_topic(ctx: Context) -> LoadedTopic:
     stream_id, topic = create_stream(ctx.http, f"window-{uuid.uuid4().hex[:8]}", config.partitions)
     workload = make_workload(config.window_events, config.partitions)
     ctx.progress(f"pre-loading {workload.count:,} CloudEvents into {topic} ...")
-    seconds = preload(ctx.bench.settings.kafka_bootstrap, topic, workload)
+    seconds = preload(ctx.bench.settings, topic, workload)
     ctx.progress(f"pre-loaded in {seconds:.1f}s ({workload.count / seconds:,.0f} events/s)")
     return LoadedTopic(stream_id, topic, workload, workload.expected())
 

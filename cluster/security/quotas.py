@@ -12,7 +12,7 @@ twice (an idempotent re-apply) does not count twice, and releasing is exact.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from cluster.errors import PayloadTooLarge
@@ -21,7 +21,7 @@ from cluster.security.errors import TooManyRequests
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["QuotaLimiter", "TenantQuota", "quota_from"]
+__all__ = ["QuotaLimiter", "TenantQuota", "quota_from", "quota_overrides_from"]
 
 Countable = Literal["streams", "subscriptions"]
 
@@ -120,6 +120,18 @@ def quota_from(settings: Any) -> TenantQuota:
     defaults = TenantQuota()
     values = {f: getattr(settings, a, getattr(defaults, f)) for f, a in names.items()}
     return TenantQuota(**values)
+
+
+def quota_overrides_from(settings: Any) -> dict[str, TenantQuota]:
+    """Per-tenant quotas from `esb_quota_overrides`: each tenant's fields over the default.
+
+    >>> class S: esb_quota_overrides = {"big": {"events_per_s": 50_000}}
+    >>> quota_overrides_from(S())["big"].events_per_s
+    50000
+    """
+    base = quota_from(settings)
+    overrides = getattr(settings, "esb_quota_overrides", None) or {}
+    return {tenant: replace(base, **fields) for tenant, fields in overrides.items()}
 
 
 def _rate(value: float | None) -> float:

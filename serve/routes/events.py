@@ -9,10 +9,18 @@ from fastapi.responses import JSONResponse
 
 from cluster.errors import InvalidInput
 from cluster.publishing import BatchReceipt
+from cluster.security import Action, Principal
 from pipelines.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
+from serve.auth import Caller, authorize_stream, body_tenant
 from serve.body import read_body, read_json_object, validate
 from serve.deps import Services, services
-from serve.models import PublishRequest, PublishResponse, Who, batch_body_schema
+from serve.models import (
+    PublishRequest,
+    PublishResponse,
+    Who,
+    batch_body_schema,
+    publish_body_schema,
+)
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 Svc = Annotated[Services, Depends(services)]
@@ -26,14 +34,17 @@ Id = Annotated[str | None, Query(min_length=1, max_length=128)]
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": PublishRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": publish_body_schema()}},
         }
     },
 )
-async def publish_event(request: Request, svc: Svc) -> JSONResponse:
+async def publish_event(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
     """Publish one event; answers after the broker acknowledged it, with partition and offset."""
     doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
-    body = validate(PublishRequest, doc)
+    tenant = body_tenant(caller, doc)
+    body = validate(PublishRequest, {**doc, "tenant_id": tenant, "user_id": _user(doc, caller)})
+    await authorize_stream(svc, caller, Action.EVENT_PUBLISH, body.stream_id, tenant)
+    await svc.quotas.charge_publish(tenant, 1, _content_length(request))
     # PublishRequest is an EventIn: published as validated, not rebuilt and validated again.
     receipt = await svc.publishing.publish_one(body, body.stream_id, body.tenant_id, body.user_id)
     answer = PublishResponse(stream_id=body.stream_id, **receipt.model_dump(exclude={"index"}))
@@ -61,18 +72,24 @@ async def publish_event(request: Request, svc: Svc) -> JSONResponse:
 async def publish_batch(
     request: Request,
     svc: Svc,
+    caller: Caller,
     stream_id: Id = None,
     tenant_id: Id = None,
     user_id: Id = None,
 ) -> JSONResponse:
     """Publish many events at once: all are validated first (one bad event rejects the batch),
-    then each gets a status. A JSON array, NDJSON or Arrow IPC body takes stream_id, tenant_id and
-    user_id from the query string; a JSON object body may carry them itself."""
+    then each gets a status. A JSON array, NDJSON or Arrow IPC body takes stream_id (and
+    optionally user_id) from the query string; a JSON object body may carry them itself. The
+    tenant is the token's."""
     raw = await read_body(request, svc.bus.settings.max_body_bytes)
     body = parse_batch(raw, request.headers.get("content-type"))
     svc.publishing.check_batch_size(len(body.events))  # before validating every event
-    who = validate(Who, _merge_who(body.envelope, stream_id, tenant_id, user_id))
+    merged = _merge_who(body.envelope, stream_id, tenant_id, user_id)
+    tenant = body_tenant(caller, merged)
+    who = validate(Who, {**merged, "tenant_id": tenant, "user_id": _user(merged, caller)})
+    await authorize_stream(svc, caller, Action.EVENT_PUBLISH, who.stream_id, tenant)
     events = validate_events(body.events)
+    await svc.quotas.charge_publish(tenant, len(events), len(raw))
     receipt = await svc.publishing.publish_events(events, who.stream_id, who.tenant_id, who.user_id)
     return JSONResponse(receipt.model_dump(), status_code=207 if receipt.failed else 200)
 
@@ -86,3 +103,12 @@ def _merge_who(envelope: dict[str, Any], *query: str | None) -> dict[str, Any]:
             raise InvalidInput(f"{name} differs between the query string and the body")
         merged[name] = value
     return merged
+
+
+def _user(doc: dict[str, Any], caller: Principal) -> Any:
+    """On whose behalf: the body's user_id, else the token's subject."""
+    return doc.get("user_id") or caller.subject
+
+
+def _content_length(request: Request) -> int:
+    return int(request.headers.get("content-length") or 0)

@@ -1,14 +1,15 @@
 """/ws/events/{stream_name}: a live tail of a stream's events.
 
-Query: `tenant_id` (to find the stream by name; an id works too), `event_types` (comma-separated
-globs, default all), `start` (`latest`, the default: events published after the socket opened;
-or `earliest`) or `from_time_ms`. Each message is one event as JSON:
-`{"partition", "offset", "key", "event": <the CloudEvent>}`, in partition order (so in order
-per key). The tail reads with its own consumer (no group, nothing committed); a client that
-falls more than 1,000 events behind is closed with 1008, so it never slows publishing. Events
-of Arrow-batched records are sent one by one, like the others. Events of an encrypted stream
-are sent decrypted; one that does not decrypt is sent as `{"partition", "offset", "key",
-"error"}` instead of being skipped.
+Query: `access_token` (or an Authorization header; the token needs event.read on the
+stream), `event_types` (comma-separated globs, default all), `start` (`latest`, the default:
+events published after the socket opened; or `earliest`) or `from_time_ms`. Each message is
+one event as JSON: `{"partition", "offset", "key", "event": <the CloudEvent>}`, in partition
+order (so in order per key). The tail reads with its own consumer (no group, nothing
+committed); a client that falls more than 1,000 events behind is closed with 1008, so it
+never slows publishing. Events of Arrow-batched records are sent one by one, like the others.
+Events of an encrypted stream are sent decrypted (the token's event.read is what authorises
+that); one that does not decrypt is sent as `{"partition", "offset", "key", "error"}`
+instead of being skipped.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from cluster.errors import EsbError, InvalidInput
 from cluster.event_crypto import EventCipher
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
+from cluster.security import Action, authorize
 from cluster.security.errors import DecryptionFailed
 from cluster.subscription_models import compile_globs
 from cluster.topics import TopicAdmin
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
+from serve.auth import authenticate, scope
 from serve.deps import services
 from serve.websocket import relay
 
@@ -66,7 +69,10 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
     svc = services(websocket)
     params = websocket.query_params
     try:
-        record = await svc.bus.streams.resolve(stream_name, params.get("tenant_id"))
+        caller = await authenticate(websocket)
+        authorize(caller, Action.EVENT_READ)
+        record = await svc.bus.streams.resolve(stream_name, scope(caller, params.get("tenant_id")))
+        authorize(caller, Action.EVENT_READ, stream=(record.stream_id, record.stream_name))
         start = params.get("start", "latest")
         if start not in ("latest", "earliest"):
             raise InvalidInput("start must be 'latest' or 'earliest'")

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.errors import EsbError
 from cluster.pipeline_store import prefix
+from cluster.security import Action, authorize
 from pipelines.spec import PipelineSpec
+from serve.auth import Caller, authenticate, authorize_stream, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, services
 from serve.websocket import redis_messages, relay
@@ -23,10 +25,13 @@ TenantQuery = Annotated[str | None, Query(max_length=64)]
 
 
 class SubmitPipeline(BaseModel):
+    """The pipeline runs in the token's tenant; `created_by` is the token's subject."""
+
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(min_length=1, max_length=64)
-    created_by: str = Field(default="api", min_length=1, max_length=64)
+    tenant_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The token's tenant, or omit it."
+    )
     owners: int = Field(default=2, ge=1, le=64, description="Partition-owner actors.")
     spec: PipelineSpec
 
@@ -41,13 +46,13 @@ class SubmitPipeline(BaseModel):
         }
     },
 )
-async def submit_pipeline(request: Request, svc: Svc) -> JSONResponse:
+async def submit_pipeline(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
     """Submit a pipeline as a Ray job over the spec's source stream."""
     doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
-    body = validate(SubmitPipeline, doc)
-    record = await svc.processing.submit_pipeline(
-        body.spec, body.tenant_id, body.created_by, body.owners
-    )
+    tenant = body_tenant(caller, doc)
+    body = validate(SubmitPipeline, client_fields(doc))
+    await authorize_stream(svc, caller, Action.PIPELINE_MANAGE, body.spec.source_stream, tenant)
+    record = await svc.processing.submit_pipeline(body.spec, tenant, caller.subject, body.owners)
     return JSONResponse(
         {"pipeline_id": record.pipeline_id, "job_id": record.job_id},
         status_code=201,
@@ -56,23 +61,28 @@ async def submit_pipeline(request: Request, svc: Svc) -> JSONResponse:
 
 
 @router.get("/api/v1/pipelines")
-async def list_pipelines(svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
-    records = await svc.processing.list_pipelines(tenant_id)
+async def list_pipelines(svc: Svc, caller: Caller, tenant_id: TenantQuery = None) -> dict[str, Any]:
+    authorize(caller, Action.PIPELINE_READ)
+    records = await svc.processing.list_pipelines(scope(caller, tenant_id))
     return {"pipelines": [r.model_dump(mode="json") for r in records]}
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}")
-async def get_pipeline(pipeline_id: str, svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
+async def get_pipeline(
+    pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
     """The spec, the job's state and progress (lag per partition, events, windows, late)."""
-    return await svc.processing.status(pipeline_id, tenant_id)
+    authorize(caller, Action.PIPELINE_READ)
+    return await svc.processing.status(pipeline_id, scope(caller, tenant_id))
 
 
 @router.delete("/api/v1/pipelines/{pipeline_id}")
 async def stop_pipeline(
-    pipeline_id: str, svc: Svc, tenant_id: TenantQuery = None
+    pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """Stop the job; its results stay queryable."""
-    record = await svc.processing.stop_pipeline(pipeline_id, tenant_id)
+    authorize(caller, Action.PIPELINE_MANAGE)
+    record = await svc.processing.stop_pipeline(pipeline_id, scope(caller, tenant_id))
     return {"pipeline_id": record.pipeline_id, "stopped": True}
 
 
@@ -80,6 +90,7 @@ async def stop_pipeline(
 async def pipeline_results(
     pipeline_id: str,
     svc: Svc,
+    caller: Caller,
     tenant_id: TenantQuery = None,
     key: Annotated[str | None, Query(max_length=256)] = None,
     from_ms: Annotated[int | None, Query(description="window start (by key) or end >=")] = None,
@@ -88,9 +99,10 @@ async def pipeline_results(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
+    authorize(caller, Action.PIPELINE_READ)
     return await svc.processing.results(
         pipeline_id,
-        tenant_id,
+        scope(caller, tenant_id),
         key=key,
         from_ms=from_ms,
         to_ms=to_ms,
@@ -104,11 +116,14 @@ async def pipeline_results(
 async def pipeline_dead_letters(
     pipeline_id: str,
     svc: Svc,
+    caller: Caller,
     tenant_id: TenantQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Late events (late_policy dead_letter) and undecodable records, oldest first."""
-    return {"dead_letters": await svc.processing.dead_letters(pipeline_id, tenant_id, limit)}
+    authorize(caller, Action.PIPELINE_READ)
+    tenant = scope(caller, tenant_id)
+    return {"dead_letters": await svc.processing.dead_letters(pipeline_id, tenant, limit)}
 
 
 @router.websocket("/ws/pipelines/{pipeline_id}")
@@ -117,7 +132,10 @@ async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
     1,000 messages behind is closed with 1008, so it never slows the pipeline."""
     svc = services(websocket)
     try:
-        await svc.processing.get_record(pipeline_id, websocket.query_params.get("tenant_id"))
+        caller = await authenticate(websocket)
+        authorize(caller, Action.PIPELINE_READ)
+        tenant = scope(caller, websocket.query_params.get("tenant_id"))
+        await svc.processing.get_record(pipeline_id, tenant)
     except EsbError as exc:
         await websocket.close(code=1008, reason=exc.detail[:120])
         return

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from cluster.errors import InvalidInput
+from cluster.errors import Conflict, InvalidInput
 from cluster.models import StreamConfig, StreamRecord
+from cluster.security import Action, Principal, authorize
+from serve.auth import Caller, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, services
 from serve.models import CreateStreamRequest, StreamCreated, StreamList
@@ -17,7 +19,8 @@ from serve.models import CreateStreamRequest, StreamCreated, StreamList
 router = APIRouter(prefix="/api/v1/streams", tags=["streams"])
 Svc = Annotated[Services, Depends(services)]
 TenantQuery = Annotated[
-    str | None, Query(max_length=64, description="Only this tenant's streams; ids or names.")
+    str | None,
+    Query(max_length=64, description="Optional: the token's tenant (another is a 403)."),
 ]
 
 
@@ -32,12 +35,20 @@ TenantQuery = Annotated[
         }
     },
 )
-async def create_stream(request: Request, svc: Svc) -> JSONResponse:
-    """Create a stream and its Kafka topic `esb.<tenant>.<topic_name>`."""
+async def create_stream(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
+    """Create a stream and its Kafka topic `esb.<tenant>.<topic_name>` in the token's tenant."""
     doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
-    body = validate(CreateStreamRequest, doc)
-    config = StreamConfig(**body.model_dump(exclude={"tenant_id", "created_by"}))
-    made = await svc.streams.provision_stream(config, body.tenant_id, body.created_by)
+    tenant = body_tenant(caller, doc)
+    config = validate(StreamConfig, client_fields(doc))
+    authorize(caller, Action.STREAM_CREATE, stream=config.stream_name)
+    await svc.quotas.acquire_slot(tenant, "streams", config.stream_name)
+    try:
+        made = await svc.streams.provision_stream(config, tenant, caller.subject)
+    except Conflict:
+        raise  # the name is the existing stream's: its slot stays
+    except BaseException:
+        await svc.quotas.release_slot(tenant, "streams", config.stream_name)
+        raise
     created = StreamCreated(
         stream_id=made.stream_id, kafka_topic=made.kafka_topic, warnings=made.warnings
     )
@@ -49,19 +60,38 @@ async def create_stream(request: Request, svc: Svc) -> JSONResponse:
 
 
 @router.get("", response_model=StreamList)
-async def list_streams(svc: Svc, tenant_id: TenantQuery = None) -> StreamList:
-    return StreamList(streams=await svc.streams.list_streams(tenant_id))
+async def list_streams(svc: Svc, caller: Caller, tenant_id: TenantQuery = None) -> StreamList:
+    """The tenant's streams that the token may see."""
+    authorize(caller, Action.STREAM_READ)
+    records = await svc.streams.list_streams(scope(caller, tenant_id))
+    granted = [r for r in records if caller.grants_stream(r.stream_id, r.stream_name)]
+    return StreamList(streams=granted)
+
+
+async def _stream(
+    svc: Services, caller: Principal, action: Action, stream_id: str, tenant_id: str | None
+) -> StreamRecord:
+    """The stream if it is the caller's (else 404) and the token allows `action` on it."""
+    record = await svc.streams.get_stream(stream_id, scope(caller, tenant_id))
+    authorize(caller, action, stream=(record.stream_id, record.stream_name))
+    return record
 
 
 @router.get("/{stream_id}", response_model=StreamRecord)
-async def get_stream(stream_id: str, svc: Svc, tenant_id: TenantQuery = None) -> StreamRecord:
-    return await svc.streams.get_stream(stream_id, tenant_id)
+async def get_stream(
+    stream_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> StreamRecord:
+    return await _stream(svc, caller, Action.STREAM_READ, stream_id, tenant_id)
 
 
 @router.delete("/{stream_id}")
-async def delete_stream(stream_id: str, svc: Svc, tenant_id: TenantQuery = None) -> dict[str, str]:
+async def delete_stream(
+    stream_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, str]:
     """Delete the stream and its topic (its events are gone)."""
-    record = await svc.streams.delete_stream(stream_id, tenant_id)
+    found = await _stream(svc, caller, Action.STREAM_DELETE, stream_id, tenant_id)
+    record = await svc.streams.delete_stream(found.stream_id, found.tenant_id)
+    await svc.quotas.release_slot(record.tenant_id, "streams", record.stream_name)
     return {"deleted": record.stream_id, "kafka_topic": record.kafka_topic}
 
 
@@ -69,6 +99,7 @@ async def delete_stream(stream_id: str, svc: Svc, tenant_id: TenantQuery = None)
 async def read_events(
     stream_id: str,
     svc: Svc,
+    caller: Caller,
     tenant_id: TenantQuery = None,
     partition: Annotated[int | None, Query(ge=0)] = None,
     from_offset: Annotated[int | None, Query(ge=0)] = None,
@@ -79,20 +110,25 @@ async def read_events(
     limit: Annotated[int, Query(ge=1)] = 100,
 ) -> dict[str, Any]:
     """A page of events in partition and offset order; pass `next_cursor` back for the next."""
+    from_time_ms = _epoch_ms(from_time)  # bad input is a 422 before any lookup
+    record = await _stream(svc, caller, Action.EVENT_READ, stream_id, tenant_id)
     return await svc.consumption.read_events(
-        stream_id,
-        tenant_id,
+        record.stream_id,
+        record.tenant_id,
         partition=partition,
         from_offset=from_offset,
-        from_time_ms=_epoch_ms(from_time),
+        from_time_ms=from_time_ms,
         cursor=cursor,
         limit=limit,
     )
 
 
 @router.get("/{stream_id}/metrics")
-async def stream_metrics(stream_id: str, svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
-    return await svc.streams.get_metrics(stream_id, tenant_id)
+async def stream_metrics(
+    stream_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
+    record = await _stream(svc, caller, Action.STREAM_READ, stream_id, tenant_id)
+    return await svc.streams.get_metrics(record.stream_id, record.tenant_id)
 
 
 def _epoch_ms(value: str | None) -> int | None:

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from cluster.errors import EsbError
-from cluster.subscription_models import SubscriptionConfig, sub_key
+from cluster.errors import Conflict, EsbError
+from cluster.security import Action, Principal, authorize
+from cluster.subscription_models import SubscriptionConfig, SubscriptionRecord, sub_key
+from serve.auth import Caller, authenticate, authorize_stream, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, services
 from serve.websocket import redis_messages, relay
@@ -23,8 +25,11 @@ TenantQuery = Annotated[str | None, Query(max_length=64)]
 
 
 class CreateSubscription(SubscriptionConfig):
-    tenant_id: str = Field(min_length=1, max_length=64)
-    created_by: str = Field(default="api", min_length=1, max_length=64)
+    """The subscription belongs to the token's tenant; `created_by` is the token's subject."""
+
+    tenant_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The token's tenant, or omit it."
+    )
 
 
 @router.post(
@@ -37,15 +42,25 @@ class CreateSubscription(SubscriptionConfig):
         }
     },
 )
-async def create_subscription(request: Request, svc: Svc) -> JSONResponse:
+async def create_subscription(request: Request, svc: Svc, caller: Caller) -> JSONResponse:
     """Create a subscription and start its dispatcher. The answer carries the webhook signing
     secret: it is shown this once."""
     doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
-    body = validate(CreateSubscription, doc)
-    config = SubscriptionConfig.model_validate(body.model_dump(exclude={"tenant_id", "created_by"}))
-    record, secret = await svc.subscriptions.create_subscription(
-        config, body.tenant_id, body.created_by
-    )
+    tenant = body_tenant(caller, doc)
+    config = validate(SubscriptionConfig, client_fields(doc))
+    authorize(caller, Action.SUBSCRIPTION_MANAGE, subscription=config.subscription_name)
+    await authorize_stream(svc, caller, Action.EVENT_READ, config.stream_id, tenant)
+    if config.forward_to is not None:  # forwarding publishes into the other stream
+        await authorize_stream(svc, caller, Action.EVENT_PUBLISH, config.forward_to, tenant)
+    slot = _slot(config.consumer_group_id)
+    await svc.quotas.acquire_slot(tenant, "subscriptions", slot)
+    try:
+        record, secret = await svc.subscriptions.create_subscription(config, tenant, caller.subject)
+    except Conflict:
+        raise  # the group is the existing subscription's: its slot stays
+    except BaseException:
+        await svc.quotas.release_slot(tenant, "subscriptions", slot)
+        raise
     return JSONResponse(
         {**record.public(), "state": "active", "secret": secret},
         status_code=201,
@@ -53,49 +68,88 @@ async def create_subscription(request: Request, svc: Svc) -> JSONResponse:
     )
 
 
+def _slot(consumer_group_id: str) -> str:
+    """What a subscription counts as in the quota: its group, unique in the tenant."""
+    return f"group:{consumer_group_id}"
+
+
 @router.get("/api/v1/subscriptions")
-async def list_subscriptions(svc: Svc, tenant_id: TenantQuery = None) -> dict[str, Any]:
-    return {"subscriptions": await svc.subscriptions.list_subscriptions(tenant_id)}
+async def list_subscriptions(
+    svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
+    """The tenant's subscriptions that the token may see."""
+    authorize(caller, Action.SUBSCRIPTION_READ)
+    found = await svc.subscriptions.list_subscriptions(scope(caller, tenant_id))
+    return {
+        "subscriptions": [
+            s
+            for s in found
+            if caller.grants_subscription(s["subscription_id"], s["config"]["subscription_name"])
+        ]
+    }
+
+
+async def _subscription(
+    svc: Services,
+    caller: Principal,
+    action: Action,
+    subscription_id: str,
+    tenant_id: str | None,
+) -> SubscriptionRecord:
+    """The subscription if it is the caller's (else 404) and the token allows `action` on it."""
+    record = await svc.subscriptions.get_record(subscription_id, scope(caller, tenant_id))
+    names = (record.subscription_id, record.config.subscription_name)
+    authorize(caller, action, subscription=names)
+    return record
 
 
 @router.get("/api/v1/subscriptions/{subscription_id}")
 async def get_subscription(
-    subscription_id: str, svc: Svc, tenant_id: TenantQuery = None
+    subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
-    record = await svc.subscriptions.get_record(subscription_id, tenant_id)
-    return record.public()
+    read = Action.SUBSCRIPTION_READ
+    return (await _subscription(svc, caller, read, subscription_id, tenant_id)).public()
 
 
 @router.get("/api/v1/subscriptions/{subscription_id}/status")
 async def subscription_status(
-    subscription_id: str, svc: Svc, tenant_id: TenantQuery = None
+    subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """State, lag per partition, delivered / retried / dead-lettered counts, the last error."""
-    return await svc.subscriptions.status(subscription_id, tenant_id)
+    record = await _subscription(svc, caller, Action.SUBSCRIPTION_READ, subscription_id, tenant_id)
+    return await svc.subscriptions.status(record.subscription_id, record.tenant_id)
 
 
 @router.delete("/api/v1/subscriptions/{subscription_id}")
 async def cancel_subscription(
-    subscription_id: str, svc: Svc, tenant_id: TenantQuery = None
+    subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
-    state = await svc.subscriptions.cancel(subscription_id, tenant_id)
+    manage = Action.SUBSCRIPTION_MANAGE
+    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
+    state = await svc.subscriptions.cancel(record.subscription_id, record.tenant_id)
+    slot = _slot(record.config.consumer_group_id)
+    await svc.quotas.release_slot(record.tenant_id, "subscriptions", slot)
     return {"subscription_id": subscription_id, "state": state}
 
 
 @router.post("/api/v1/subscriptions/{subscription_id}/pause")
 async def pause_subscription(
-    subscription_id: str, svc: Svc, tenant_id: TenantQuery = None
+    subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
-    state = await svc.subscriptions.pause(subscription_id, tenant_id)
+    manage = Action.SUBSCRIPTION_MANAGE
+    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
+    state = await svc.subscriptions.pause(record.subscription_id, record.tenant_id)
     return {"subscription_id": subscription_id, "state": state}
 
 
 @router.post("/api/v1/subscriptions/{subscription_id}/resume")
 async def resume_subscription(
-    subscription_id: str, svc: Svc, tenant_id: TenantQuery = None
+    subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """Resume a paused subscription, or re-enable one a receiver disabled with 410."""
-    state = await svc.subscriptions.resume(subscription_id, tenant_id)
+    manage = Action.SUBSCRIPTION_MANAGE
+    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
+    state = await svc.subscriptions.resume(record.subscription_id, record.tenant_id)
     return {"subscription_id": subscription_id, "state": state}
 
 
@@ -103,13 +157,15 @@ async def resume_subscription(
 async def subscription_dead_letters(
     subscription_id: str,
     svc: Svc,
+    caller: Caller,
     tenant_id: TenantQuery = None,
     offset: Annotated[int, Query(ge=0, description="dead-letter topic offset")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Dead letters oldest first: the event, the error, attempts and timestamps."""
+    record = await _subscription(svc, caller, Action.SUBSCRIPTION_READ, subscription_id, tenant_id)
     return await svc.subscriptions.dead_letters(
-        subscription_id, tenant_id, offset=offset, limit=limit
+        record.subscription_id, record.tenant_id, offset=offset, limit=limit
     )
 
 
@@ -117,11 +173,16 @@ async def subscription_dead_letters(
 async def replay_dead_letters(
     subscription_id: str,
     svc: Svc,
+    caller: Caller,
     tenant_id: TenantQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     """Send the dead letters not replayed yet again, through the subscription's dispatcher."""
-    return await svc.subscriptions.replay_dead_letters(subscription_id, tenant_id, limit=limit)
+    manage = Action.SUBSCRIPTION_MANAGE
+    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
+    return await svc.subscriptions.replay_dead_letters(
+        record.subscription_id, record.tenant_id, limit=limit
+    )
 
 
 @router.websocket("/ws/subscriptions/{subscription_id}")
@@ -131,9 +192,11 @@ async def live_subscription(websocket: WebSocket, subscription_id: str) -> None:
     behind is closed with 1008; it never slows the dispatcher."""
     svc = services(websocket)
     try:
-        status = await svc.subscriptions.status(
-            subscription_id, websocket.query_params.get("tenant_id")
-        )
+        caller = await authenticate(websocket)
+        tenant = websocket.query_params.get("tenant_id")
+        read = Action.SUBSCRIPTION_READ
+        record = await _subscription(svc, caller, read, subscription_id, tenant)
+        status = await svc.subscriptions.status(record.subscription_id, record.tenant_id)
     except EsbError as exc:
         await websocket.close(code=1008, reason=exc.detail[:120])
         return

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,14 @@ import pytest
 from cluster.processes import free_ports
 
 pytestmark = pytest.mark.integration
+
+
+def bearer(esb: Callable[..., subprocess.CompletedProcess[str]], role: str) -> dict[str, str]:
+    """An Authorization header with a token from `esb tokens create` (signed with the stack's
+    generated secret)."""
+    made = esb("tokens", "create", "--tenant", "e2e", "--role", role)
+    assert made.returncode == 0, made.stderr
+    return {"Authorization": f"Bearer {made.stdout.strip()}"}
 
 
 def test_esb_up_status_apply_publish_down(tmp_path: Path) -> None:
@@ -66,9 +75,11 @@ def test_esb_up_status_apply_publish_down(tmp_path: Path) -> None:
         stream_id = applied.stdout.split("id ")[1].split(")")[0]
 
         api_url = f"http://127.0.0.1:{api}"
+        publisher, consumer = (bearer(esb, role) for role in ("publisher", "consumer"))
         sent = httpx.post(
             f"{api_url}/api/v1/events",
             timeout=60,
+            headers=publisher,
             json={
                 "stream_id": stream_id,
                 "tenant_id": "e2e",
@@ -81,7 +92,10 @@ def test_esb_up_status_apply_publish_down(tmp_path: Path) -> None:
             },
         )
         assert sent.status_code == 201, sent.text
-        page = httpx.get(f"{api_url}/api/v1/streams/{stream_id}/events", timeout=60).json()
+        events_url = f"{api_url}/api/v1/streams/{stream_id}/events"
+        assert httpx.get(events_url, timeout=60).status_code == 401  # no token
+        assert httpx.get(events_url, timeout=60, headers=publisher).status_code == 403
+        page = httpx.get(events_url, timeout=60, headers=consumer).json()
         assert [e["event"]["type"] for e in page["events"]] == ["page.viewed"]
     finally:
         down = esb("down")

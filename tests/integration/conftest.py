@@ -55,3 +55,8 @@ def create_stream(http: httpx.Client, tenant: str, name: str, **config: Any) -> 
     assert answer.status_code == 201, answer.text
     created: dict[str, Any] = answer.json()
     return created
+
+
+def token(http: httpx.Client) -> dict[str, str]:
+    """The http client's Authorization header, for a WebSocket client."""
+    return {"Authorization": http.headers["authorization"]}

@@ -341,7 +341,8 @@ def test_cli_submit_output_topic_and_live_results(
     pipeline_id = esb("submit", str(tmp_path / "spec.yaml"), "--tenant", TENANT).split()[2]
     wait_for(lambda: "state: RUNNING" in esb("status", pipeline_id), "the job to run")
 
-    ws_url = f"{stack.api_url.replace('http', 'ws')}/ws/pipelines/{pipeline_id}?tenant_id={TENANT}"
+    ws_url = f"{stack.api_url.replace('http', 'ws')}/ws/pipelines/{pipeline_id}"
+    ws_url += f"?access_token={http.headers['authorization'].split()[1]}"  # as browsers send it
     with connect(ws_url, open_timeout=30) as live:
         publish(http, stream["stream_id"], make_events(1_000, seed=8))
         close_all_windows(stack, stream["kafka_topic"], 2)

@@ -191,7 +191,7 @@ def test_stream_lifecycle_read_back_and_metrics(
         (
             "post",
             "/api/v1/events",
-            {"json": {**event(1), "stream_id": "nope", "tenant_id": "t", "user_id": "u"}},
+            {"json": {**event(1), "stream_id": "nope", "tenant_id": "acme", "user_id": "u"}},
             404,
         ),
         (
@@ -202,7 +202,7 @@ def test_stream_lifecycle_read_back_and_metrics(
                     "stream_name": "x",
                     "topic_name": "bad topic!",
                     "source_capability": "c",
-                    "tenant_id": "t",
+                    "tenant_id": "acme",
                 }
             },
             422,
@@ -218,7 +218,7 @@ def test_stream_lifecycle_read_back_and_metrics(
                     "tenant_id": "a.b",
                 }
             },
-            422,
+            403,  # another tenant than the token's
         ),
         (
             "post",
@@ -228,7 +228,7 @@ def test_stream_lifecycle_read_back_and_metrics(
                     "stream_name": "x",
                     "topic_name": "x",
                     "source_capability": "c",
-                    "tenant_id": "t",
+                    "tenant_id": "acme",
                     "partitions": 0,
                 }
             },

@@ -29,7 +29,7 @@ from cluster.settings import Settings
 from cluster.subscription_models import SubscriptionConfig, dispatcher_name
 from cluster.subscriptions import SubscriptionService
 from cluster.webhooks import verify
-from tests.integration.conftest import create_stream, read_topic
+from tests.integration.conftest import create_stream, read_topic, token
 
 pytestmark = pytest.mark.integration
 TENANT = "subs"
@@ -361,7 +361,9 @@ def test_globs_select_exactly_the_matching_types_and_live_deliveries(
              "Invoice.paid"]  # fmt: skip
     matching = {"user.created", "user.profile.updated", "order.created", "invoice.paid"}
     batch = events(len(types) * 3, f"g{unique}", types=types)
-    with connect(f"{ws}?tenant_id={TENANT}", open_timeout=30) as live:
+    with connect(
+        f"{ws}?tenant_id={TENANT}", open_timeout=30, additional_headers=token(http)
+    ) as live:
         first = orjson.loads(live.recv(timeout=30))
         assert first["type"] == "status" and first["state"] == "active"
         publish(http, stream["stream_id"], batch)
@@ -389,7 +391,11 @@ def test_websocket_live_tail_in_order_per_key(
     publish(http, stream["stream_id"], before)  # published before: not in a `latest` tail
     ws = f"{stack.api_url.replace('http', 'ws')}/ws/events/{name}"
     sent = events(300, f"t{unique}", types=["order.placed", "user.seen"], keys=7)
-    with connect(f"{ws}?tenant_id={TENANT}&event_types=order.*", open_timeout=30) as live:
+    with connect(
+        f"{ws}?tenant_id={TENANT}&event_types=order.*",
+        open_timeout=30,
+        additional_headers=token(http),
+    ) as live:
         for start in range(0, 300, 50):
             publish(http, stream["stream_id"], sent[start : start + 50])
         got = [orjson.loads(live.recv(timeout=60)) for _ in range(150)]
@@ -401,7 +407,10 @@ def test_websocket_live_tail_in_order_per_key(
     for g in got:
         per_key[g["key"]].append(g["event"]["data"]["seq"])
     assert all(seqs == sorted(seqs) for seqs in per_key.values())
-    with pytest.raises(InvalidStatus), connect(f"{ws}?tenant_id=nobody", open_timeout=30):
+    with (
+        pytest.raises(InvalidStatus),
+        connect(f"{ws}?tenant_id=nobody", open_timeout=30, additional_headers=token(http)),
+    ):
         pass  # an unknown stream is refused before the handshake completes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from cluster.security import auth_config_from, mint_token
 from cluster.settings import Settings
 from serve.app import create_app
 
@@ -27,8 +28,14 @@ def client() -> TestClient:
         redis_url="redis://127.0.0.1:1/0",
         max_body_bytes=1000,
         max_batch_events=3,
+        jwt_secret_key="k" * 32,
     )
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    token = mint_token(auth_config_from(settings), "t", "admin", "tester", ttl_s=600)
+    return TestClient(
+        create_app(settings),
+        raise_server_exceptions=False,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +54,7 @@ def client() -> TestClient:
             b'{"stream_name": 1}',
             {"content-type": "application/json"},
             422,
-            "tenant_id",
+            "stream_name",
         ),
     ],
 )
