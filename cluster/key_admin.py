@@ -38,14 +38,18 @@ def write_secret(path: Path, text: str, *, replace: bool) -> None:
     path = path.resolve()
     if path.exists() and not replace:
         raise InvalidInput(f"{path} exists; not overwriting a key")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise InvalidInput(f"cannot write {path}: {exc}") from None
 
 
 def rotate_master(ring: KeyRing, new_key_file: Path, key_file: Path) -> int:
