@@ -19,6 +19,10 @@ Retries: a failed delivery blocks only its partition. The partition is paused, t
 memory with its attempt count and first-attempt time, and retried after a full-jitter backoff
 while the other partitions go on. After the last attempt (or max age) it goes to the dead-letter
 topic in the same transaction that commits its offset.
+
+Encrypted streams: each partition's batch is decrypted in a thread before delivery, so webhooks
+receive plaintext CloudEvents. Dead letters keep the record as stored (encrypted); a replay
+decrypts it again. A record that does not decrypt is dead-lettered at once, never skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ import ray
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from redis import Redis
 
+from cluster.event_crypto import EventCipher, keyring_from
 from cluster.kafka_clients import consumer_config, producer_config
+from cluster.security.errors import DecryptionFailed
 from cluster.settings import Settings
 from cluster.subscription_models import EventFilter, SubscriptionRecord, sub_key
 from cluster.webhooks import Outcome, WebhookSender
@@ -63,6 +69,7 @@ class Pending:
     msg: Message
     event: dict[str, Any]
     webhook_id: str
+    body: bytes | None = None  # what is POSTed when not the record value (decrypted)
     attempts: int = 0
     first_at: float = field(default_factory=time.time)
     first_at_iso: str = field(default_factory=_now_iso)
@@ -132,6 +139,11 @@ class Dispatcher:
                 timeout_s=settings.webhook_timeout_s,
             )
             if record.config.webhook_url is not None
+            else None
+        )
+        self.cipher = (
+            EventCipher(keyring_from(settings), record.tenant_id, record.stream_id)
+            if record.encrypted
             else None
         )
 
@@ -262,7 +274,10 @@ class Dispatcher:
         self, tp: TP, messages: list[Message], cycle: Cycle, deadline: float
     ) -> None:
         """One partition's records in order; stops at the first that must wait for a retry."""
-        for m in messages:
+        bodies = None
+        if self.cipher is not None:  # once per batch, in a thread (key store on a cache miss)
+            bodies = await asyncio.to_thread(self._open_all, messages)
+        for i, m in enumerate(messages):
             if self.mode != "at_most_once" and time.monotonic() > deadline:
                 return
             if self.state != "active":  # disabled by a 410 meanwhile
@@ -281,6 +296,13 @@ class Dispatcher:
                 self._advance(tp, m, cycle)
                 continue
             pending = Pending(m, event, _webhook_id(event, m))
+            if bodies is not None:
+                opened = bodies[i]
+                if isinstance(opened, DecryptionFailed):
+                    self._undecryptable(pending, opened, cycle)
+                    self._advance(tp, m, cycle)
+                    continue
+                pending.body = opened
             if self.mode == "exactly_once" and self._already_delivered(pending.webhook_id):
                 cycle.counters["duplicates_skipped"] += 1
                 self._advance(tp, m, cycle)
@@ -291,6 +313,25 @@ class Dispatcher:
                 self.next_offset[tp] = _off(m)
                 return
             self._advance(tp, m, cycle)
+
+    def _open_all(self, messages: list[Message]) -> list[bytes | DecryptionFailed]:
+        """Each record value with its data decrypted, or why it does not decrypt."""
+        assert self.cipher is not None
+        opened: list[bytes | DecryptionFailed] = []
+        for m in messages:
+            try:
+                opened.append(self.cipher.open_value(m.value() or b""))
+            except DecryptionFailed as exc:
+                opened.append(exc)
+        return opened
+
+    def _undecryptable(self, pending: Pending, exc: DecryptionFailed, cycle: Cycle) -> None:
+        """Dead-lettered at once, as it is (still encrypted): retrying cannot make it decrypt."""
+        pending.last_error = f"{type(exc).__name__}: {exc.detail}"
+        cycle.last_error = pending.last_error
+        cycle.outputs.append(self._dead_letter(pending))
+        cycle.counters["undecryptable"] += 1
+        cycle.counters["dead_lettered"] += 1
 
     async def _retry(self, tp: TP, cycle: Cycle) -> None:
         pending = self.blocked[tp]
@@ -308,7 +349,7 @@ class Dispatcher:
             self.config.webhook_url,
             self.record.secret,
             pending.webhook_id,
-            pending.msg.value() or b"",
+            pending.body if pending.body is not None else (pending.msg.value() or b""),
         )
         item = self._live_item(pending, outcome)
         if outcome.ok:

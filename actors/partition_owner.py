@@ -21,6 +21,7 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
+from cluster.event_crypto import EventCipher, keyring_from
 from cluster.kafka_clients import committed_offsets, new_consumer, producer_config
 from cluster.pipeline_store import Commit, Fenced, PipelineStore
 from cluster.processing_models import PipelineRecord
@@ -56,6 +57,11 @@ class PartitionOwner:
             settings, record.consumer_group, **{"fetch.max.bytes": 64 * 1024 * 1024}
         )
         self.consumer.assign(start)
+        self.cipher = (
+            EventCipher(keyring_from(settings), record.tenant_id, record.stream_id)
+            if record.encrypted
+            else None
+        )
         self.output: Producer | None = None
         if record.output_topic is not None:
             # One transactional id per partition set: a successor's init fences this producer.
@@ -120,7 +126,7 @@ class PartitionOwner:
             self._publish(outbox)
 
     def _process(self, partition: int, batch: list[Message], commit: Commit) -> None:
-        frame, rejected = self._decode(batch)
+        frame, rejected, undecryptable = self._decode(batch)
         selected = filter_event_types(frame, self.spec.event_types)
         if self.spec.time == "processing":
             now_ms = int(time.time() * 1000)
@@ -141,15 +147,19 @@ class PartitionOwner:
         commit.results += out.results.select(pipeline, pl.all()).to_dicts()
         commit.retracted += out.retracted.to_dicts()
         commit.dead_letters += (
-            [{**base, "reason": "late", **row} for row in out.late.to_dicts()]
+            [{**base, "reason": "late", **row} for row in self._dead_rows(out.late)]
             + [{**base, "reason": "undecodable", "offset": offset} for offset in rejected]
+            + [
+                {**base, "reason": "undecryptable", "offset": offset, "error": why}
+                for offset, why in undecryptable
+            ]
             + [
                 {
                     **base,
                     "reason": f"misrouted: publish with partition_key = {self.spec.key}",
                     **row,
                 }
-                for row in misrouted.drop(RECORD_KEY).to_dicts()
+                for row in self._dead_rows(misrouted.drop(RECORD_KEY))
             ]
         )
         counters = out.counters.as_dict()
@@ -157,16 +167,37 @@ class PartitionOwner:
         counters["filtered_out"] = frame.height - typed.height
         counters["no_key"] = no_key
         counters["undecodable"] = len(rejected)
+        counters["undecryptable"] = len(undecryptable)
         counters["misrouted"] = misrouted.height
         commit.progress[partition] = counters
         commit.positions[partition] = ((batch[-1].offset() or 0) + 1, operator.snapshot())
 
-    def _decode(self, batch: list[Message]) -> tuple[pl.DataFrame, list[int]]:
+    def _dead_rows(self, rows: pl.DataFrame) -> list[dict[str, Any]]:
+        """Dead-letter rows; an encrypted stream's keep only envelope columns, so no payload
+        value lands in Redis in clear (the record stays findable by id and time)."""
+        if self.cipher is not None and not rows.is_empty():
+            payload = [*self.spec.fields, *(["key"] if self.spec.key_field else [])]
+            rows = rows.drop([c for c in payload if c in rows.columns])
+        return rows.to_dicts()
+
+    def _decode(
+        self, batch: list[Message]
+    ) -> tuple[pl.DataFrame, list[int], list[tuple[int, str]]]:
         """One partition's records as one frame with each event's record key: Arrow-batched
-        records read as Arrow, CloudEvents JSON parsed in bulk. Answers the undecodable offsets."""
+        records read as Arrow, CloudEvents JSON parsed in bulk (decrypted first when the stream
+        is encrypted). Answers the undecodable offsets, and the undecryptable ones with why."""
         fields = self.spec.fields
         plain = [m for m in batch if not is_arrow_batch(m.headers())]
-        frame, rejected = decode_cloudevents_lenient([m.value() or b"" for m in plain], fields)
+        values = [m.value() or b"" for m in plain]
+        undecryptable: list[tuple[int, str]] = []
+        if self.cipher is not None:  # once per batch: plain streams skip this entirely
+            values, failed = self.cipher.open_values(values)
+            if failed:
+                undecryptable = [(plain[i].offset() or 0, why) for i, why in failed]
+                skip = {i for i, _ in failed}
+                plain = [m for i, m in enumerate(plain) if i not in skip]
+                values = [v for i, v in enumerate(values) if i not in skip]
+        frame, rejected = decode_cloudevents_lenient(values, fields)
         skip = set(rejected)
         keys = pl.Series(
             RECORD_KEY, [m.key() for i, m in enumerate(plain) if i not in skip], pl.Binary
@@ -181,7 +212,7 @@ class PartitionOwner:
                     bad.append(m.offset() or 0)
                     continue
                 frames.append(arrow.rename({"partition_key": RECORD_KEY}))
-        return pl.concat(frames, how="vertical_relaxed"), bad
+        return pl.concat(frames, how="vertical_relaxed"), bad, undecryptable
 
     def run(self) -> str:
         """Step until fenced (an empty step already waited in consume); answers why it ended."""

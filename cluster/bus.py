@@ -1,4 +1,5 @@
-"""The clients one process shares: Redis, the idempotent producer, topic admin, the registry.
+"""The clients one process shares: Redis, the idempotent producer, topic admin, the registry,
+and the KeyRing of encrypted streams.
 
 Created lazily, so importing the SDK or building a service touches no network.
 """
@@ -8,10 +9,14 @@ from __future__ import annotations
 import asyncio
 from functools import cached_property
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from cluster.event_crypto import EventCipher, keyring_from
 from cluster.kafka_clients import AsyncProducer, producer_config
+from cluster.models import StreamRecord
 from cluster.registry import StreamRegistry
+from cluster.security.encryption import KeyRing
 from cluster.settings import Settings, get_settings
 from cluster.topics import TopicAdmin
 
@@ -21,6 +26,7 @@ class Bus:
         self.settings = settings or get_settings()
         self._redis: Redis | None = None
         self._redis_loop = 0
+        self._keys_redis: SyncRedis | None = None
 
     @property
     def redis(self) -> Redis:
@@ -52,8 +58,24 @@ class Bus:
     def streams(self) -> StreamRegistry:
         return StreamRegistry(self.redis)
 
+    @cached_property
+    def keyring(self) -> KeyRing:
+        """Tenant data keys for encrypted streams, on a sync Redis client (any thread, any
+        loop); unwrapped keys are cached, so the store is asked only on cache misses.
+        InvalidInput when no master key is configured."""
+        self._keys_redis = SyncRedis.from_url(self.settings.redis, socket_timeout=30)
+        return keyring_from(self.settings, self._keys_redis)
+
+    def cipher(self, stream: StreamRecord) -> EventCipher | None:
+        """The stream's EventCipher, or None for a plain stream (nothing to seal or open)."""
+        if not stream.encrypted:
+            return None
+        return EventCipher(self.keyring, stream.tenant_id, stream.stream_id)
+
     async def close(self) -> None:
         self.__dict__.pop("topics", None)  # its AdminClient disconnects once released
+        if self.__dict__.pop("keyring", None) is not None and self._keys_redis is not None:
+            self._keys_redis.close()
         producer = self.__dict__.pop("producer", None)
         if producer is not None:
             await asyncio.to_thread(producer.close)

@@ -1,4 +1,5 @@
-"""The `esb` command line: the local stack, streams, and the demo behind `make run`."""
+"""The `esb` command line: the local stack, streams, pipelines, encryption keys, and the demo
+behind `make run`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 
 from cluster import local_stack
 from cluster.errors import EsbError, InvalidInput
+from cluster.key_admin import add_keys_parser, keys_command
 from cluster.local_secrets import with_local_secrets
 from cluster.models import StreamConfig
 from cluster.processing import StreamProcessingService
@@ -159,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     pipelines.add_parser("list", help="list pipelines").add_argument("--tenant")
     for name, text in (("status", "state and progress"), ("stop", "stop the job")):
         pipelines.add_parser(name, help=text).add_argument("pipeline_id")
+    add_keys_parser(sub)
     add_tokens_parser(sub)
     return parser
 
@@ -178,6 +181,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run(settings)
     if args.command == "pipelines":
         return asyncio.run(pipelines_command(settings, args))
+    if args.command == "keys":
+        return keys_command(args, settings)
     if args.command == "tokens":  # signed with the secret the local stack's API checks
         return tokens_command(args, with_local_secrets(settings))
     if args.streams_command == "apply":

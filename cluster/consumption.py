@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from cluster.bus import Bus, shared_bus
 from cluster.errors import BadRequest, InvalidInput
+from cluster.event_crypto import EventCipher
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
 from cluster.settings import Settings
@@ -78,8 +79,9 @@ class EventConsumptionService:
         if partition is not None and not 0 <= partition < record.partitions:
             raise InvalidInput(f"partition must be between 0 and {record.partitions - 1}")
         start = decode_cursor(cursor) if cursor else None
+        cipher = self._bus.cipher(record)
         return await asyncio.to_thread(
-            self._read, record, partition, from_offset, from_time_ms, start, limit
+            self._read, record, partition, from_offset, from_time_ms, start, limit, cipher
         )
 
     def _read(
@@ -90,7 +92,10 @@ class EventConsumptionService:
         from_time_ms: int | None,
         start: dict[int, int] | None,
         limit: int,
+        cipher: EventCipher | None = None,
     ) -> dict[str, Any]:
+        """One page; events of an encrypted stream come back decrypted, and one that does not
+        decrypt fails the read (DecryptionFailed, or KeyDeleted once the tenant's key is gone)."""
         consumer = new_consumer(
             self._bus.settings, f"esb-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": False}
         )
@@ -101,7 +106,7 @@ class EventConsumptionService:
             positions = self._start_positions(
                 consumer, topic, wanted, marks, from_offset, from_time_ms, start
             )
-            events = self._consume(consumer, topic, positions, marks, limit)
+            events = self._consume(consumer, topic, positions, marks, limit, cipher)
         finally:
             consumer.close()
         more = any(positions[p] < marks[p][1] for p in positions)
@@ -140,6 +145,7 @@ class EventConsumptionService:
         positions: dict[int, int],
         marks: dict[int, tuple[int, int]],
         limit: int,
+        cipher: EventCipher | None = None,
     ) -> list[dict[str, Any]]:
         """Read until `limit` or every partition reached its end mark; advances `positions`."""
         open_parts = {p for p, o in positions.items() if o < marks[p][1]}
@@ -158,7 +164,7 @@ class EventConsumptionService:
                 p, offset = msg.partition() or 0, msg.offset() or 0
                 if p not in open_parts or offset < positions[p] or len(events) >= limit:
                     continue
-                events.append(_page_entry(msg.value() or b"{}", p, offset, msg))
+                events.append(_page_entry(msg.value() or b"{}", p, offset, msg, cipher))
                 positions[p] = offset + 1
                 if positions[p] >= marks[p][1]:
                     open_parts.discard(p)
@@ -179,7 +185,9 @@ def _close_finished(
             open_parts.discard(tp.partition)
 
 
-def _page_entry(value: bytes, partition: int, offset: int, msg: Any) -> dict[str, Any]:
+def _page_entry(
+    value: bytes, partition: int, offset: int, msg: Any, cipher: EventCipher | None = None
+) -> dict[str, Any]:
     """One record: its event, or for an Arrow-batched record its events (one offset, many)."""
     key = msg.key()
     entry = {
@@ -191,7 +199,10 @@ def _page_entry(value: bytes, partition: int, offset: int, msg: Any) -> dict[str
     try:
         if is_arrow_batch(msg.headers()):
             return {**entry, "format": "arrow-batch-v1", "events": to_cloudevents(value)}
-        return {**entry, "event": decode(value)}
+        event = decode(value)
     except (orjson.JSONDecodeError, pl.exceptions.PolarsError, OSError):
         # A record some other client wrote: show it, do not fail the page.
         return {**entry, "raw": value.decode("utf-8", "replace")}
+    if cipher is not None and isinstance(event, dict):
+        event = cipher.open(event)  # raises, never skips: a page must not hide an event
+    return {**entry, "event": event}

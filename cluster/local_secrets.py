@@ -19,6 +19,7 @@ from pathlib import Path
 from cluster.settings import Settings
 
 SECRETS_DIR = "secrets"
+MASTER_KEY_FILE = "master.key"
 
 
 def _read_or_create(path: Path, make: Callable[[], str]) -> str:
@@ -42,7 +43,7 @@ def with_local_secrets(settings: Settings) -> Settings:
             folder / "jwt_secret", lambda: secrets.token_urlsafe(48)
         )
     if settings.esb_master_key is None and settings.esb_master_key_file is None:
-        path = folder / "master.key"
+        path = folder / MASTER_KEY_FILE
         _read_or_create(path, lambda: base64.b64encode(os.urandom(32)).decode())
         update["esb_master_key_file"] = path
     return settings.model_copy(update=update) if update else settings

@@ -29,6 +29,11 @@ class StreamConfig(BaseModel):
     )
     compression_type: CompressionType = "producer"
     cleanup_policy: Literal["delete", "compact"] = "delete"
+    encrypted: bool = Field(
+        default=False,
+        description="Store event data AES-256-GCM encrypted (needs a master key). Fixed at "
+        "creation: apply refuses to change it.",
+    )
 
     def topic_configs(self) -> dict[str, str]:
         return {

@@ -79,6 +79,7 @@ class StreamProcessingService:
             created_at=datetime.now(tz=UTC).isoformat(),
             job_id=f"esb-pipeline-{pipeline_id}",
             output_topic=output or None,
+            encrypted=stream.encrypted,
         )
         redis = self._bus.redis
         await redis.set(prefix(pipeline_id), record.model_dump_json())
@@ -106,6 +107,7 @@ class StreamProcessingService:
                     "REDIS_URL": settings.redis,
                     "RAY_AUTH_MODE": settings.ray_auth_mode,
                     "POLARS_MAX_THREADS": "1",
+                    **(_master_key_env(settings) if record.encrypted else {}),
                 },
             },
             entrypoint_num_cpus=0,
@@ -237,6 +239,17 @@ def _kafka_env(settings: Settings) -> dict[str, str]:
     if settings.kafka_ssl_ca_location is not None:
         env["KAFKA_SSL_CA_LOCATION"] = str(settings.kafka_ssl_ca_location)
     return env
+
+
+def _master_key_env(settings: Settings) -> dict[str, str]:
+    """What an encrypted pipeline's job needs to decrypt, with the precedence MasterKeys uses.
+    Prefer ESB_MASTER_KEY_FILE (a path on every node): an inline ESB_MASTER_KEY is visible in
+    the job's runtime env (Ray dashboard, Jobs API)."""
+    if settings.esb_master_key:
+        return {"ESB_MASTER_KEY": settings.esb_master_key}
+    if settings.esb_master_key_file is not None:
+        return {"ESB_MASTER_KEY_FILE": str(settings.esb_master_key_file.resolve())}
+    raise InvalidInput("the stream is encrypted: set ESB_MASTER_KEY_FILE or ESB_MASTER_KEY")
 
 
 def _text(value: bytes | str) -> str:

@@ -19,6 +19,7 @@ class PipelineRecord(BaseModel):
     created_at: str
     job_id: str
     output_topic: str | None = None  # esb.<tenant>.<sinks.kafka_topic>
+    encrypted: bool = False  # the stream's: partition owners decrypt before decoding
     stopped: bool = False
 
     @property

@@ -8,6 +8,7 @@ If the broker refuses an event its claim is released, so a retry can succeed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -20,9 +21,10 @@ from pydantic import BaseModel
 
 from cluster.bus import Bus, shared_bus
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from cluster.event_crypto import EventCipher
 from cluster.settings import Settings
 from cluster.streaming import check_identifier, check_user_id
-from pipelines.arrow_batch import FORMAT_HEADER, to_batches
+from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
 from pipelines.envelope import (
     CONTENT_TYPE_HEADER,
     EventConfig,
@@ -69,6 +71,48 @@ class BatchReceipt(BaseModel):
 
 def _idem_key(stream_id: str, event_id: str) -> str:
     return f"esb:idem:{stream_id}:{event_id}"
+
+
+def _sealed_records(
+    cipher: EventCipher,
+    events: Sequence[EventIn],
+    ids: list[str],
+    fresh: list[int],
+    user_id: str,
+    now_ms: int,
+) -> list[tuple[bytes, bytes]]:
+    """(key, encrypted CloudEvent) of the events at `fresh` positions."""
+    return [
+        (
+            events[i].key.encode(),
+            encode(
+                cipher.seal(
+                    to_cloudevent(
+                        events[i],
+                        event_id=ids[i],
+                        tenant_id=cipher.tenant_id,
+                        stream_id=cipher.stream_id,
+                        user_id=user_id,
+                        now_ms=now_ms,
+                    )
+                )
+            ),
+        )
+        for i in fresh
+    ]
+
+
+def _sealed_arrow(
+    cipher: EventCipher, batches: list[tuple[int, bytes]]
+) -> tuple[list[tuple[bytes | None, bytes]], list[int]]:
+    """The events of Arrow batches as encrypted CloudEvents JSON records, and their partitions."""
+    records: list[tuple[bytes | None, bytes]] = []
+    partitions: list[int] = []
+    for partition, value in batches:
+        for key, event in keyed_cloudevents(value):
+            records.append((key.encode(), encode(cipher.seal(event))))
+            partitions.append(partition)
+    return records, partitions
 
 
 class EventPublishingService:
@@ -119,22 +163,32 @@ class EventPublishingService:
         fresh = await self._claim(stream.stream_id, events, ids, receipts)
 
         now_ms = int(time.time() * 1000)
-        records = [
-            (
-                events[i].key.encode(),
-                encode(
-                    to_cloudevent(
-                        events[i],
-                        event_id=ids[i],
-                        tenant_id=tenant_id,
-                        stream_id=stream.stream_id,
-                        user_id=user_id,
-                        now_ms=now_ms,
-                    )
-                ),
-            )
-            for i in fresh
-        ]
+        cipher = self._bus.cipher(stream)  # decided once per batch: plain streams pay nothing
+        if cipher is None:
+            records = [
+                (
+                    events[i].key.encode(),
+                    encode(
+                        to_cloudevent(
+                            events[i],
+                            event_id=ids[i],
+                            tenant_id=tenant_id,
+                            stream_id=stream.stream_id,
+                            user_id=user_id,
+                            now_ms=now_ms,
+                        )
+                    ),
+                )
+                for i in fresh
+            ]
+        else:
+            try:  # in a thread: AES per event, and key store calls on a cache miss
+                records = await asyncio.to_thread(
+                    _sealed_records, cipher, events, ids, fresh, user_id, now_ms
+                )
+            except Exception:
+                await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
+                raise
         try:
             deliveries = await self._bus.producer.send_many(
                 stream.kafka_topic,
@@ -176,7 +230,11 @@ class EventPublishingService:
         event_type, source_capability, aggregate_id, aggregate_type, optionally event_id,
         event_time (epoch ms or zoned timestamp), partition_key, correlation_id, causation_id;
         every other column is a payload field. Client event ids are not deduplicated here
-        (pipelines ignore repeated ids); the answer comes after the broker acked every record."""
+        (pipelines ignore repeated ids); the answer comes after the broker acked every record.
+
+        An `encrypted: true` stream gets no Arrow-batched records: each event is written as its
+        own encrypted CloudEvents JSON record (same partition, same key), so there is one
+        encryption format for every reader; `records` then lists one entry per event."""
         check_identifier(tenant_id, "tenant_id")
         check_user_id(user_id)
         if isinstance(frame, pa.Table):
@@ -193,12 +251,19 @@ class EventPublishingService:
             now_ms=int(time.time() * 1000),
             batch_id=uuid.uuid4().hex,
         )
+        cipher = self._bus.cipher(stream)
+        if cipher is None:
+            records: list[tuple[bytes | None, bytes]] = [(None, value) for _, value in batches]
+            partitions, headers = [p for p, _ in batches], [FORMAT_HEADER]
+        else:
+            records, partitions = await asyncio.to_thread(_sealed_arrow, cipher, batches)
+            headers = [CONTENT_TYPE_HEADER]
         deliveries = await self._bus.producer.send_many(
             stream.kafka_topic,
-            [(None, value) for _, value in batches],
-            headers=[FORMAT_HEADER],
+            records,
+            headers=headers,
             timeout_s=self._bus.settings.publish_timeout_s + 5,
-            partitions=[p for p, _ in batches],
+            partitions=partitions,
         )
         failed = [d.error for d in deliveries if d.error]
         if failed:

@@ -53,6 +53,11 @@ class EventStreamingService:
         self, config: StreamConfig, tenant_id: str, created_by: str
     ) -> StreamProvisioned:
         check_identifier(tenant_id, "tenant_id")
+        if config.encrypted:
+            # Without a master key this is a 422 here, not a 500 at the first publish; it also
+            # makes the tenant's first data key.
+            ring = self._bus.keyring
+            await asyncio.to_thread(ring.current_version, tenant_id)
         registry = self._bus.streams
         stream_id = str(uuid.uuid4())
         topic = kafka_topic(tenant_id, config.topic_name)
@@ -103,6 +108,12 @@ class EventStreamingService:
             raise InvalidInput(
                 f"stream {config.stream_name!r} already uses topic {record.topic_name!r}; "
                 "a stream's topic cannot be renamed"
+            )
+        if record.encrypted != config.encrypted:
+            # Its events were written one way; flipping the flag would make readers misread them.
+            raise InvalidInput(
+                f"stream {config.stream_name!r} has encrypted: {str(record.encrypted).lower()}; "
+                "encryption is fixed when a stream is created (create a new stream instead)"
             )
         changes, warnings = await asyncio.to_thread(self._reconcile_topic, record, config)
         if changes:

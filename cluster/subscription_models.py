@@ -130,6 +130,7 @@ class SubscriptionRecord(BaseModel):
     retry_topic: str  # esb.<tenant>.sub.<id>.retry: DLQ replays come back through it
     output_topic: str | None = None  # forward_to's topic
     output_partitions: int = 1
+    encrypted: bool = False  # the stream's: dispatchers decrypt before delivering
     secret: str
     created_by: str
     created_at: str

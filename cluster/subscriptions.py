@@ -34,6 +34,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from cluster.bus import Bus, shared_bus
 from cluster.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from cluster.event_crypto import EventCipher
 from cluster.kafka_clients import admin_client, committed_offsets, new_consumer
 from cluster.settings import Settings
 from cluster.streaming import check_identifier
@@ -142,6 +143,10 @@ class SubscriptionService:
             target = await self._bus.streams.resolve(config.forward_to, tenant_id)
             if target.stream_id == stream.stream_id:
                 raise InvalidInput("forward_to must be another stream than stream_id")
+            if stream.encrypted or target.encrypted:
+                # Records are forwarded as they are: ciphertext is bound to its stream, and
+                # plaintext must not land in an encrypted stream.
+                raise InvalidInput("forward_to is not supported to or from encrypted streams")
             output, output_partitions = target.kafka_topic, target.partitions
         if config.webhook_url is not None:
             await asyncio.to_thread(
@@ -171,6 +176,7 @@ class SubscriptionService:
             retry_topic=retry_topic(tenant_id, subscription_id),
             output_topic=output,
             output_partitions=output_partitions,
+            encrypted=stream.encrypted,
             secret=secret,
             created_by=created_by,
             created_at=datetime.now(tz=UTC).isoformat(),
@@ -312,6 +318,7 @@ class SubscriptionService:
                 "forwarded",
                 "filtered_out",
                 "undecodable",
+                "undecryptable",
                 "duplicates_skipped",
                 "replayed",
                 "dispatcher_starts",
@@ -465,6 +472,11 @@ class SubscriptionService:
                 "only subscriptions without webhook_url and forward_to are consumed in-process"
             )
         accept = EventFilter(record.config)
+        cipher = (
+            EventCipher(self._bus.keyring, record.tenant_id, record.stream_id)
+            if record.encrypted
+            else None
+        )
         consumer = new_consumer(
             self._bus.settings, record.group_id, **{"client.id": record.config.consumer_name}
         )
@@ -484,13 +496,18 @@ class SubscriptionService:
                 offsets = [TopicPartition(t or "", p or 0, o) for (t, p), o in ends.items()]
                 if record.config.delivery_mode == "at_most_once":
                     await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
+                wanted = []
                 for m in batch:
                     try:
                         event = orjson.loads(m.value() or b"")
                     except orjson.JSONDecodeError:
                         continue
                     if isinstance(event, dict) and accept.matches(event):
-                        yield event
+                        wanted.append(event)
+                if cipher is not None:  # raises on an event that does not decrypt
+                    wanted = await asyncio.to_thread(list, map(cipher.open, wanted))
+                for event in wanted:
+                    yield event
                 if record.config.delivery_mode != "at_most_once":
                     await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
         finally:

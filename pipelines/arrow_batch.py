@@ -150,6 +150,11 @@ def decode_batch(value: bytes, fields: Mapping[str, FieldType] | None = None) ->
 
 def to_cloudevents(value: bytes) -> list[dict[str, Any]]:
     """Each event of a batch as the CloudEvent the JSON form would have carried (read-back)."""
+    return [event for _, event in keyed_cloudevents(value)]
+
+
+def keyed_cloudevents(value: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(partition key, CloudEvent) of each event of a batch."""
     rows = read_batch(value).to_dicts()
     payload = [c for c in (rows[0] if rows else {}) if c not in ENVELOPE]
     events = []
@@ -172,5 +177,5 @@ def to_cloudevents(value: bytes) -> list[dict[str, Any]]:
         for column in TRACING:
             if r.get(column) is not None:
                 event[column.replace("_", "")] = r[column]
-        events.append(event)
+        events.append((r["partition_key"], event))
     return events

@@ -111,6 +111,16 @@ class MasterKeys:
     def with_current(self, new: MasterKey) -> MasterKeys:
         return MasterKeys(new, self._keys.values())
 
+    def to_json(self) -> str:
+        """The key-file form holding every key (what from_config reads back).
+
+        >>> keys = MasterKeys(MasterKey(key_id="m2", key=bytes(32)), [MasterKey("m1", bytes(32))])
+        >>> json.loads(keys.to_json())["current"], sorted(json.loads(keys.to_json())["keys"])
+        ('m2', ['m1', 'm2'])
+        """
+        keys = {k.key_id: k.to_base64() for k in self._keys.values()}
+        return json.dumps({"current": self.current.key_id, "keys": keys}, indent=2)
+
     @classmethod
     def from_config(cls, key_b64: str | None = None, key_file: Path | None = None) -> MasterKeys:
         if key_b64:

@@ -7,6 +7,9 @@ one event as JSON: `{"partition", "offset", "key", "event": <the CloudEvent>}`, 
 order (so in order per key). The tail reads with its own consumer (no group, nothing
 committed); a client that falls more than 1,000 events behind is closed with 1008, so it
 never slows publishing. Events of Arrow-batched records are sent one by one, like the others.
+Events of an encrypted stream are sent decrypted (the token's event.read is what authorises
+that); one that does not decrypt is sent as `{"partition", "offset", "key", "error"}`
+instead of being skipped.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi import APIRouter, WebSocket
 
 from cluster.errors import EsbError, InvalidInput
+from cluster.event_crypto import EventCipher
 from cluster.kafka_clients import new_consumer
 from cluster.models import StreamRecord
 from cluster.security import Action, authorize
+from cluster.security.errors import DecryptionFailed
 from cluster.subscription_models import compile_globs
 from cluster.topics import TopicAdmin
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
@@ -76,6 +81,7 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
             raise InvalidInput("from_time_ms must be epoch milliseconds")
         globs = [g.strip() for g in params.get("event_types", "*").split(",") if g.strip()]
         accept = compile_globs(globs)
+        cipher = svc.bus.cipher(record)
     except EsbError as exc:
         await websocket.close(code=1008, reason=exc.detail[:120])
         return
@@ -94,36 +100,49 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
     consumer.assign(positions)
     await websocket.accept()
     try:
-        await relay(websocket, _tail(consumer, accept))
+        await relay(websocket, _tail(consumer, accept, cipher))
     finally:
         await asyncio.to_thread(consumer.close)
 
 
-async def _tail(consumer: Consumer, accept: re.Pattern[str] | None) -> AsyncIterator[bytes]:
+async def _tail(
+    consumer: Consumer, accept: re.Pattern[str] | None, cipher: EventCipher | None = None
+) -> AsyncIterator[bytes]:
     """The frames of the events the consumer reads, filtered by type. Each consume call runs
     in a thread and ends within half a second, so closing the consumer after it is safe."""
     while True:
         first = await asyncio.to_thread(consumer.consume, 1, 0.5)  # wait for one, not BATCH
-        for m in first + (consumer.consume(BATCH - 1, 0) if first else []):
-            if m.error() is None:
+        fetched = first + (consumer.consume(BATCH - 1, 0) if first else [])
+        messages = [m for m in fetched if m.error() is None]
+        if cipher is None:
+            for m in messages:
                 for frame in _frames(m, accept):
                     yield frame
+        else:  # decrypting may ask the key store: a thread, once per batch
+            frames = await asyncio.to_thread(_all_frames, messages, accept, cipher)
+            for frame in frames:
+                yield frame
 
 
-def _frames(msg: Any, accept: re.Pattern[str] | None) -> list[bytes]:
+def _all_frames(
+    messages: list[Any], accept: re.Pattern[str] | None, cipher: EventCipher
+) -> list[bytes]:
+    return [frame for m in messages for frame in _frames(m, accept, cipher)]
+
+
+def _frames(
+    msg: Any, accept: re.Pattern[str] | None, cipher: EventCipher | None = None
+) -> list[bytes]:
     """The frames of a record's events that pass the filter: one, or all of an Arrow-batched
-    record's. A JSON record is parsed only to check it; its bytes go out as they are."""
+    record's. A JSON record is parsed only to check it; its bytes go out as they are (an
+    encrypted one's with its data decrypted)."""
     key = msg.key()
-    head = (
-        orjson.dumps(
-            {
-                "partition": msg.partition(),
-                "offset": msg.offset(),
-                "key": key.decode("utf-8", "replace") if key else None,
-            }
-        )[:-1]
-        + b',"event":'
-    )
+    where = {
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "key": key.decode("utf-8", "replace") if key else None,
+    }
+    head = orjson.dumps(where)[:-1] + b',"event":'
     value = msg.value() or b""
     try:
         if is_arrow_batch(msg.headers()):
@@ -132,7 +151,14 @@ def _frames(msg: Any, accept: re.Pattern[str] | None) -> list[bytes]:
         event = orjson.loads(value)
     except (orjson.JSONDecodeError, pl.exceptions.PolarsError, OSError):
         return []  # not an event this bus wrote
-    return [head + value + b"}"] if isinstance(event, dict) and _wanted(event, accept) else []
+    if not isinstance(event, dict) or not _wanted(event, accept):
+        return []
+    if cipher is not None:
+        try:
+            value = cipher.open_value(value)
+        except DecryptionFailed as exc:
+            return [orjson.dumps({**where, "error": f"{type(exc).__name__}: {exc.detail}"})]
+    return [head + value + b"}"]
 
 
 def _wanted(event: dict[str, Any], accept: re.Pattern[str] | None) -> bool:
