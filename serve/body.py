@@ -27,6 +27,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+    request.state.body_bytes = size  # what a bytes quota charges, chunked bodies included
     return b"".join(chunks)
 
 

@@ -44,7 +44,7 @@ async def publish_event(request: Request, svc: Svc, caller: Caller) -> JSONRespo
     tenant = body_tenant(caller, doc)
     body = validate(PublishRequest, {**doc, "tenant_id": tenant, "user_id": _user(doc, caller)})
     await authorize_stream(svc, caller, Action.EVENT_PUBLISH, body.stream_id, tenant)
-    await svc.quotas.charge_publish(tenant, 1, _content_length(request))
+    await svc.quotas.charge_publish(tenant, 1, request.state.body_bytes)
     # PublishRequest is an EventIn: published as validated, not rebuilt and validated again.
     receipt = await svc.publishing.publish_one(body, body.stream_id, body.tenant_id, body.user_id)
     answer = PublishResponse(stream_id=body.stream_id, **receipt.model_dump(exclude={"index"}))
@@ -108,7 +108,3 @@ def _merge_who(envelope: dict[str, Any], *query: str | None) -> dict[str, Any]:
 def _user(doc: dict[str, Any], caller: Principal) -> Any:
     """On whose behalf: the body's user_id, else the token's subject."""
     return doc.get("user_id") or caller.subject
-
-
-def _content_length(request: Request) -> int:
-    return int(request.headers.get("content-length") or 0)

@@ -17,6 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from cluster.security import public_jwk
 from cluster.settings import Settings
@@ -160,21 +162,29 @@ def test_roles_and_grants(stack: Settings, http: httpx.Client, mint: Mint, uniqu
     other_publish = {"json": {**event, "stream_id": other["stream_id"]}}
     assert call("publisher", "POST", "/api/v1/events", **publish, **narrow) == 201
     assert call("publisher", "POST", "/api/v1/events", **other_publish, **narrow) == 403
-    listed = http.get(
-        "/api/v1/streams",
-        headers={"Authorization": f"Bearer {mint(TENANT, 'viewer', **narrow['grants'])}"},
-    ).json()["streams"]
-    assert [s["stream_id"] for s in listed] == [sid]
+    by_name = mint(TENANT, "viewer", streams=[f"orders-{unique}"])
+    listed = http.get("/api/v1/streams", headers={"Authorization": f"Bearer {by_name}"})
+    assert [s["stream_id"] for s in listed.json()["streams"]] == [sid]
     # The tenant is the token's: a body naming another is refused, never acted on.
-    assert (
-        call(
-            "admin",
-            "POST",
-            "/api/v1/events",
-            json={**event, "stream_id": sid, "tenant_id": "victim"},
-        )
-        == 403
-    )
+    elsewhere = {**event, "stream_id": sid, "tenant_id": "victim"}
+    assert call("admin", "POST", "/api/v1/events", json=elsewhere) == 403
+    # Subscriptions: the same, by subscription grant.
+    group = f"g-{unique}"
+    body = {"subscription_name": group, "stream_id": sid, "consumer_group_id": group}
+    assert call("viewer", "POST", "/api/v1/subscriptions", json=body) == 403
+    made = http.post("/api/v1/subscriptions", json=body)
+    assert made.status_code == 201, made.text
+    sub = f"/api/v1/subscriptions/{made.json()['subscription_id']}"
+    assert call("viewer", "GET", sub, grants={"subscriptions": [group]}) == 200
+    assert call("viewer", "GET", sub, grants={"subscriptions": ["another"]}) == 403
+    assert call("viewer", "POST", f"{sub}/pause") == 403
+    assert call("consumer", "POST", f"{sub}/pause") == 200
+    # WebSockets check the same role: a publisher may not tail events, a consumer may.
+    tail = f"{stack.api_url.replace('http', 'ws', 1)}/ws/events/{sid}?access_token="
+    with pytest.raises(InvalidStatus), connect(tail + mint(TENANT, "publisher"), open_timeout=30):
+        pass
+    with connect(tail + mint(TENANT, "consumer"), open_timeout=30):
+        pass
 
 
 def test_server_owned_fields_are_ignored(http: httpx.Client, unique: str) -> None:
