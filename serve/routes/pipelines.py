@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.errors import EsbError
 from cluster.pipeline_store import prefix
-from cluster.security import Action, authorize
+from cluster.processing_models import PipelineRecord
+from cluster.security import Action, Principal, authorize
 from pipelines.spec import PipelineSpec
 from serve.auth import Caller, authenticate, authorize_stream, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
@@ -64,7 +65,18 @@ async def submit_pipeline(request: Request, svc: Svc, caller: Caller) -> JSONRes
 async def list_pipelines(svc: Svc, caller: Caller, tenant_id: TenantQuery = None) -> dict[str, Any]:
     authorize(caller, Action.PIPELINE_READ)
     records = await svc.processing.list_pipelines(scope(caller, tenant_id))
-    return {"pipelines": [r.model_dump(mode="json") for r in records]}
+    granted = [r for r in records if caller.grants_stream(r.stream_id, r.spec.source_stream)]
+    return {"pipelines": [r.model_dump(mode="json") for r in granted]}
+
+
+async def _pipeline(
+    svc: Services, caller: Principal, action: Action, pipeline_id: str, tenant_id: str | None
+) -> PipelineRecord:
+    """The pipeline if it is the caller's (else 404) and the token allows `action` on its
+    source stream (a pipeline's results are that stream's data)."""
+    record = await svc.processing.get_record(pipeline_id, scope(caller, tenant_id))
+    await authorize_stream(svc, caller, action, record.stream_id, record.tenant_id)
+    return record
 
 
 @router.get("/api/v1/pipelines/{pipeline_id}")
@@ -72,8 +84,8 @@ async def get_pipeline(
     pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """The spec, the job's state and progress (lag per partition, events, windows, late)."""
-    authorize(caller, Action.PIPELINE_READ)
-    return await svc.processing.status(pipeline_id, scope(caller, tenant_id))
+    record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
+    return await svc.processing.status(record.pipeline_id, record.tenant_id)
 
 
 @router.delete("/api/v1/pipelines/{pipeline_id}")
@@ -81,8 +93,8 @@ async def stop_pipeline(
     pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """Stop the job; its results stay queryable."""
-    authorize(caller, Action.PIPELINE_MANAGE)
-    record = await svc.processing.stop_pipeline(pipeline_id, scope(caller, tenant_id))
+    found = await _pipeline(svc, caller, Action.PIPELINE_MANAGE, pipeline_id, tenant_id)
+    record = await svc.processing.stop_pipeline(found.pipeline_id, found.tenant_id)
     return {"pipeline_id": record.pipeline_id, "stopped": True}
 
 
@@ -99,10 +111,10 @@ async def pipeline_results(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    authorize(caller, Action.PIPELINE_READ)
+    record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
     return await svc.processing.results(
-        pipeline_id,
-        scope(caller, tenant_id),
+        record.pipeline_id,
+        record.tenant_id,
         key=key,
         from_ms=from_ms,
         to_ms=to_ms,
@@ -121,9 +133,9 @@ async def pipeline_dead_letters(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Late events (late_policy dead_letter) and undecodable records, oldest first."""
-    authorize(caller, Action.PIPELINE_READ)
-    tenant = scope(caller, tenant_id)
-    return {"dead_letters": await svc.processing.dead_letters(pipeline_id, tenant, limit)}
+    record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
+    found = await svc.processing.dead_letters(record.pipeline_id, record.tenant_id, limit)
+    return {"dead_letters": found}
 
 
 @router.websocket("/ws/pipelines/{pipeline_id}")
@@ -133,9 +145,8 @@ async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
     svc = services(websocket)
     try:
         caller = await authenticate(websocket)
-        authorize(caller, Action.PIPELINE_READ)
-        tenant = scope(caller, websocket.query_params.get("tenant_id"))
-        await svc.processing.get_record(pipeline_id, tenant)
+        tenant = websocket.query_params.get("tenant_id")
+        await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant)
     except EsbError as exc:
         await websocket.close(code=1008, reason=exc.detail[:120])
         return

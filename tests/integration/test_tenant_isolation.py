@@ -264,3 +264,19 @@ def test_two_tenants_never_see_each_other(world: World) -> None:
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+def test_pipeline_grants_follow_the_source_stream(world: World, mint: Mint) -> None:
+    """Within a tenant, a token narrowed to other streams may not read a pipeline's results."""
+    tenant = TENANTS[0]
+    path = f"/api/v1/pipelines/{world.pipelines[tenant]}/results"
+    http = world.clients[tenant]
+    for streams, status in ((["piped"], 200), (["elsewhere"], 403)):
+        token = mint(tenant, "viewer", streams=streams)
+        answer = http.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == status, answer.text
+    listed = http.get(
+        "/api/v1/pipelines",
+        headers={"Authorization": f"Bearer {mint(tenant, 'viewer', streams=['elsewhere'])}"},
+    ).json()["pipelines"]
+    assert listed == []
