@@ -2,7 +2,7 @@
 
 Routes take `caller: Caller`, then scope lookups with `scope(caller, tenant_id)` (another
 tenant's resource is then a 404 from the service) and `authorize` the action. WebSockets
-call `websocket_caller` before accepting (browsers send `?access_token=`).
+call `authenticate` before accepting (browsers send `?access_token=`).
 """
 
 from __future__ import annotations
