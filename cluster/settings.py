@@ -95,7 +95,9 @@ class Settings(BaseSettings):
 
     log_level: str = Field(default="INFO")
 
-    @field_validator("api_tls_certfile", "api_tls_keyfile", "kafka_ssl_ca_location")
+    @field_validator(
+        "api_tls_certfile", "api_tls_keyfile", "kafka_ssl_ca_location", "esb_master_key_file"
+    )
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         # Serve's proxy and Ray workers run in other directories: a relative path would miss.
