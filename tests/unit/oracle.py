@@ -236,7 +236,9 @@ class Oracle:
             if not emit:
                 continue
             for start, end in w.supersedes:
-                del self.final[(w.key, start, end)]
+                # A part whose own bounds were never emitted (its revision count was
+                # inherited from an earlier merge) has nothing to take back.
+                self.final.pop((w.key, start, end), None)
             w.supersedes = []
             row = {agg.name: aggregate(agg, w.events) for agg in self.d.aggregations}
             row["revision"] = w.emitted
