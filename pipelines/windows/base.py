@@ -232,7 +232,7 @@ class WindowOperator(ABC):
             raise SnapshotError("snapshot was taken with a different window definition")
         self._watermark = header["watermark_ms"]
         self.counters = WindowCounters(**header["counters"])
-        self._state = self._conform(frames["state"], self._state_schema)
+        self._state = self._conform(self._upgrade_state(frames["state"]), self._state_schema)
         self._restore_extra(frames)
 
     # -- what subclasses provide ----------------------------------------------------------------
@@ -245,6 +245,10 @@ class WindowOperator(ABC):
 
     def _restore_extra(self, frames: dict[str, pl.DataFrame]) -> None:
         return None
+
+    def _upgrade_state(self, state: pl.DataFrame) -> pl.DataFrame:
+        """A restored state frame with columns older snapshots lack filled in."""
+        return state
 
     def _purge(self, horizon: int) -> None:
         """Drop subclass bookkeeping for windows with ``end <= horizon``."""

@@ -10,9 +10,10 @@ A group is a session after the batch, so one event can bridge (merge) several he
   applied hold only new events (held sessions are never past the horizon), which are late.
 - Closed sessions whose state was dropped (drop/dead_letter policies, or past retention) are never
   reopened: a later event within the gap starts a new session.
-- A merged session inherits the highest revision of its parts. Parts already emitted under other
-  bounds are recorded and returned in ``WindowOutput.retracted`` when the merged session is next
-  emitted, so sinks can delete the stale ``(key, start, end)`` rows.
+- A merged session inherits the highest revision of its parts. Parts whose own bounds are in the
+  sink (``__shown``: emitted since their bounds last changed) and that the merge moves are
+  recorded and returned in ``WindowOutput.retracted`` when the merged session is next emitted, so
+  sinks delete exactly the stale ``(key, start, end)`` rows, never bounds they were not sent.
 - Duplicates: event ids live in their session's state (``__ids``) and are forgotten with it.
 
 >>> import polars as pl
@@ -43,7 +44,7 @@ from pipelines.windows.definitions import SessionWindow, WindowDefinition
 
 __all__ = ["SessionWindowOperator", "session_groups"]
 
-IDS, SUPERSEDES = "__ids", "__supersedes"
+IDS, SUPERSEDES, SHOWN = "__ids", "__supersedes", "__shown"
 _BOUNDS = pl.Struct({START: pl.Int64(), END: pl.Int64()})
 
 
@@ -76,7 +77,7 @@ class SessionWindowOperator(WindowOperator):
         self._gap = window.gap_ms
 
     def _extra_state_schema(self) -> dict[str, pl.DataType]:
-        return {IDS: pl.List(pl.String()), SUPERSEDES: pl.List(_BOUNDS)}
+        return {IDS: pl.List(pl.String()), SUPERSEDES: pl.List(_BOUNDS), SHOWN: pl.Boolean()}
 
     def _known_ids(self) -> pl.DataFrame:
         return self._state.select(pl.col(IDS).alias(ID)).explode(ID).drop_nulls()
@@ -113,6 +114,7 @@ class SessionWindowOperator(WindowOperator):
             pl.col(ID).alias(IDS),
             pl.lit(0, pl.Int64).alias(EMITTED),
             pl.lit([], dtype=pl.List(_BOUNDS)).alias(SUPERSEDES),
+            pl.lit(False).alias(SHOWN),
         )
         held = state.join(
             groups.filter(~pl.col("__new")).select("__srow", "__gid", "__gstart", "__gend"),
@@ -121,8 +123,8 @@ class SessionWindowOperator(WindowOperator):
         changed = pl.col("__gid").is_in(partials.get_column("__gid").implode())
         touched = held.filter(changed)
         rest = held.filter(~changed)
-        # A part emitted under bounds that the merge changes must be retracted later.
-        moved = (pl.col(EMITTED) > 0) & (
+        # A part shown under bounds that the merge changes must be retracted later.
+        moved = pl.col(SHOWN) & (
             (pl.col(START) != pl.col("__gstart")) | (pl.col(END) != pl.col("__gend"))
         )
         bounds = pl.struct(pl.col(START), pl.col(END))
@@ -142,6 +144,14 @@ class SessionWindowOperator(WindowOperator):
             pl.col(END).max(),
             pl.col(IDS).list.explode(keep_nulls=False, empty_as_null=False),
             pl.col(SUPERSEDES).list.explode(keep_nulls=False, empty_as_null=False),
+            # Still shown only when a shown part already had the merged bounds.
+            (
+                pl.col(SHOWN)
+                & (pl.col(START) == pl.col(START).min())
+                & (pl.col(END) == pl.col(END).max())
+            )
+            .any()
+            .alias(SHOWN),
         )
         self._state = pl.concat(
             [
@@ -162,5 +172,16 @@ class SessionWindowOperator(WindowOperator):
             .sort([KEY, START, END], nulls_last=True)
         )
         cleared = pl.when(emitting).then(pl.col(SUPERSEDES).list.head(0))
-        state = state.with_columns(cleared.otherwise(pl.col(SUPERSEDES)).alias(SUPERSEDES))
+        state = state.with_columns(
+            cleared.otherwise(pl.col(SUPERSEDES)).alias(SUPERSEDES),
+            (emitting | pl.col(SHOWN)).alias(SHOWN),
+        )
         return state, retracted
+
+    def _upgrade_state(self, state: pl.DataFrame) -> pl.DataFrame:
+        """Snapshots from before ``__shown``: a session with pending retractions was merged
+        since it was last shown; otherwise an emitted one is taken as shown."""
+        if SHOWN in state.columns:
+            return state
+        shown = (pl.col(EMITTED) > 0) & (pl.col(SUPERSEDES).list.len() == 0)
+        return state.with_columns(shown.alias(SHOWN))

@@ -39,6 +39,7 @@ class Window:
     events: list[Event] = field(default_factory=list)
     emitted: int = 0
     supersedes: list[tuple[int, int]] = field(default_factory=list)
+    shown: bool = False  # its own (start, end) is in the sink: emitted since the bounds changed
 
 
 def aggregate(agg: Aggregation, events: list[Event]) -> Any:
@@ -211,8 +212,10 @@ class Oracle:
                 for part in parts:
                     merged.events += part.events
                     merged.supersedes += part.supersedes
-                    if part.emitted > 0 and (part.start, part.end) != (start, end):
+                    if part.shown and (part.start, part.end) != (start, end):
                         merged.supersedes.append((part.start, part.end))
+                    elif part.shown:
+                        merged.shown = True
                     self.windows.remove(part)
                 merged.events += events
                 self.windows.append(merged)
@@ -236,10 +239,9 @@ class Oracle:
             if not emit:
                 continue
             for start, end in w.supersedes:
-                # A part whose own bounds were never emitted (its revision count was
-                # inherited from an earlier merge) has nothing to take back.
-                self.final.pop((w.key, start, end), None)
+                del self.final[(w.key, start, end)]
             w.supersedes = []
+            w.shown = True
             row = {agg.name: aggregate(agg, w.events) for agg in self.d.aggregations}
             row["revision"] = w.emitted
             row["closed"] = w.end <= hi
