@@ -30,7 +30,7 @@ LOG4J_CONFIG = DIST_DIR / "log4j2.xml"
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 30.0
 _MARKER = ".complete"
-_HINT = (
+HINT = (
     "Fix: read the broker log above; a stale <state_dir>/kafka/data from another Kafka version "
     "can be removed, or set KAFKA_BOOTSTRAP_SERVERS to use an existing cluster."
 )
@@ -157,7 +157,7 @@ def format_storage(java: str, libs: Path, config: Path, data_dir: Path, log_path
     with log_path.open("ab") as log:
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=120)
     if result.returncode != 0:
-        raise processes.failure(f"Formatting Kafka storage in {data_dir} failed.", log_path, _HINT)
+        raise processes.failure(f"Formatting Kafka storage in {data_dir} failed.", log_path, HINT)
 
 
 def preflight(settings: Settings) -> None:
@@ -249,18 +249,6 @@ def is_record_ready(record: ProcessRecord) -> bool:
     ssl_address = record.extra.get("ssl_address")
     return ssl_address is None or is_ready(
         ssl_address, security_config("SSL", record.extra["ssl_ca"])
-    )
-
-
-def wait(record: ProcessRecord, progress: Progress, started_at: float) -> float:
-    return processes.wait_ready(
-        LABEL,
-        lambda: is_record_ready(record),
-        record=record,
-        timeout_s=READY_TIMEOUT_S,
-        progress=progress,
-        hint=_HINT,
-        started_at=started_at,
     )
 
 

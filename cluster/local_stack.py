@@ -40,8 +40,22 @@ class _Service:
     address: Callable[[ProcessRecord], str]  # the value that goes into Settings
     preflight: Callable[[Settings], None]
     launch: Callable[[Settings, Progress], ProcessRecord]
-    wait: Callable[[ProcessRecord, Progress, float], float]
+    is_ready: Callable[[ProcessRecord], bool]
+    ready_timeout_s: float
+    hint: str  # what to try when it does not come up
     stop: Callable[[ProcessRecord], None]
+
+    def wait(self, record: ProcessRecord, progress: Progress, started_at: float) -> float:
+        """Until it answers (or its process exits); returns seconds since `started_at`."""
+        return processes.wait_ready(
+            self.label,
+            lambda: self.is_ready(record),
+            record=record,
+            timeout_s=self.ready_timeout_s,
+            progress=progress,
+            hint=self.hint,
+            started_at=started_at,
+        )
 
 
 def _record_address(record: ProcessRecord) -> str:
@@ -56,7 +70,9 @@ KAFKA = _Service(
     _record_address,
     kafka_broker.preflight,
     kafka_broker.launch,
-    kafka_broker.wait,
+    kafka_broker.is_record_ready,
+    kafka_broker.READY_TIMEOUT_S,
+    kafka_broker.HINT,
     kafka_broker.stop,
 )
 REDIS = _Service(
@@ -67,7 +83,9 @@ REDIS = _Service(
     redis_server.url,
     redis_server.preflight,
     redis_server.launch,
-    redis_server.wait,
+    lambda r: redis_server.is_ready(redis_server.url(r)),
+    redis_server.READY_TIMEOUT_S,
+    redis_server.HINT,
     redis_server.stop,
 )
 RAY = _Service(
@@ -78,7 +96,9 @@ RAY = _Service(
     _record_address,
     ray_head.preflight,
     ray_head.launch,
-    ray_head.wait,
+    ray_head.is_ready,
+    ray_head.READY_TIMEOUT_S,
+    ray_head.HINT,
     ray_head.stop,
 )
 # Redis and Ray spawn at once; Kafka's launch blocks on the jar fetch and storage format, so it

@@ -25,7 +25,7 @@ from cluster.settings import Settings
 LABEL = "Ray head"
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 20.0
-_HINT = (
+HINT = (
     "Fix: read the log above (Ray's own logs are under /tmp/ray/session_latest/logs), "
     "or set RAY_ADDRESS to use an existing cluster."
 )
@@ -132,18 +132,6 @@ def is_ready(record: ProcessRecord) -> bool:
         and processes.tcp_open("127.0.0.1", int(record.extra["client_port"]))
         and _http_ok(f"http://127.0.0.1:{record.extra['agent_port']}/api/healthz")
         and _http_ok(f"{dashboard_url(record)}/api/jobs/")
-    )
-
-
-def wait(record: ProcessRecord, progress: Progress, started_at: float) -> float:
-    return processes.wait_ready(
-        LABEL,
-        lambda: is_ready(record),
-        record=record,
-        timeout_s=READY_TIMEOUT_S,
-        progress=progress,
-        hint=_HINT,
-        started_at=started_at,
     )
 
 

@@ -13,7 +13,7 @@ from cluster.settings import Settings
 LABEL = "Redis"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 30.0
-_HINT = (
+HINT = (
     "Fix: read the Redis log above (a corrupt appendonly file can be checked with "
     "`redis-check-aof --fix <state_dir>/redis/appendonlydir/*.manifest`), or set REDIS_URL to "
     "use an existing server."
@@ -68,18 +68,6 @@ def is_ready(redis_url: str, timeout_s: float = 1.0) -> bool:
         return False
     finally:
         client.close()
-
-
-def wait(record: ProcessRecord, progress: Progress, started_at: float) -> float:
-    return processes.wait_ready(
-        LABEL,
-        lambda: is_ready(url(record)),
-        record=record,
-        timeout_s=READY_TIMEOUT_S,
-        progress=progress,
-        hint=_HINT,
-        started_at=started_at,
-    )
 
 
 def stop(record: ProcessRecord) -> None:
