@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -44,6 +44,11 @@ async def caller(conn: HTTPConnection, _bearer: object = Depends(_BEARER)) -> Pr
 
 
 Caller = Annotated[Principal, Depends(caller)]
+# The optional `tenant_id` query parameter: it may only name the token's own tenant.
+TenantQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="Optional: the token's tenant (another is a 403)."),
+]
 
 
 def scope(principal: Principal, named_tenant: str | None) -> str | None:

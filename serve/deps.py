@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from cluster.bus import Bus
@@ -49,3 +51,6 @@ def services(request: HTTPConnection) -> Services:
         state.services = Services.create(state.settings)
     found: Services = state.services
     return found
+
+
+Svc = Annotated[Services, Depends(services)]  # what route handlers take

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from cluster.errors import InvalidInput
@@ -13,7 +13,7 @@ from cluster.security import Action, Principal
 from pipelines.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
 from serve.auth import Caller, authorize_stream, body_tenant
 from serve.body import read_body, read_json_object, validate
-from serve.deps import Services, services
+from serve.deps import Svc
 from serve.models import (
     PublishRequest,
     PublishResponse,
@@ -23,7 +23,6 @@ from serve.models import (
 )
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
-Svc = Annotated[Services, Depends(services)]
 Id = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 

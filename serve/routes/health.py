@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from serve.deps import Services, services
+from serve.deps import Services, Svc
 
 router = APIRouter(tags=["health"])
-Svc = Annotated[Services, Depends(services)]
 CHECK_TIMEOUT_S = 8.0
 
 

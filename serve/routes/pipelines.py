@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,14 +15,20 @@ from cluster.pipeline_store import prefix
 from cluster.processing_models import PipelineRecord
 from cluster.security import Action, Principal, authorize
 from pipelines.spec import PipelineSpec
-from serve.auth import Caller, authenticate, authorize_stream, body_tenant, client_fields, scope
+from serve.auth import (
+    Caller,
+    TenantQuery,
+    authenticate,
+    authorize_stream,
+    body_tenant,
+    client_fields,
+    scope,
+)
 from serve.body import read_json_object, validate
-from serve.deps import Services, services
+from serve.deps import Services, Svc, services
 from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["pipelines"])
-Svc = Annotated[Services, Depends(services)]
-TenantQuery = Annotated[str | None, Query(max_length=64)]
 
 
 class SubmitPipeline(BaseModel):

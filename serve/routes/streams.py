@@ -5,23 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from cluster.errors import Conflict, InvalidInput
 from cluster.models import StreamConfig, StreamRecord
 from cluster.security import Action, Principal, authorize
-from serve.auth import Caller, body_tenant, client_fields, scope
+from serve.auth import Caller, TenantQuery, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
-from serve.deps import Services, services
+from serve.deps import Services, Svc
 from serve.models import CreateStreamRequest, StreamCreated, StreamList
 
 router = APIRouter(prefix="/api/v1/streams", tags=["streams"])
-Svc = Annotated[Services, Depends(services)]
-TenantQuery = Annotated[
-    str | None,
-    Query(max_length=64, description="Optional: the token's tenant (another is a 403)."),
-]
 
 
 @router.post(

@@ -4,24 +4,30 @@ replay their dead letters; /ws/subscriptions/{id}: status and deliveries as they
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, WebSocket
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from cluster.errors import Conflict, EsbError
 from cluster.security import Action, Principal, authorize
 from cluster.subscription_models import SubscriptionConfig, SubscriptionRecord, sub_key
-from serve.auth import Caller, authenticate, authorize_stream, body_tenant, client_fields, scope
+from serve.auth import (
+    Caller,
+    TenantQuery,
+    authenticate,
+    authorize_stream,
+    body_tenant,
+    client_fields,
+    scope,
+)
 from serve.body import read_json_object, validate
-from serve.deps import Services, services
+from serve.deps import Services, Svc, services
 from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["subscriptions"])
-Svc = Annotated[Services, Depends(services)]
-TenantQuery = Annotated[str | None, Query(max_length=64)]
 
 
 class CreateSubscription(SubscriptionConfig):
@@ -103,6 +109,20 @@ async def _subscription(
     return record
 
 
+async def _change_state(
+    svc: Services,
+    caller: Principal,
+    subscription_id: str,
+    tenant_id: str | None,
+    change: Literal["pause", "resume", "cancel"],
+) -> tuple[SubscriptionRecord, dict[str, Any]]:
+    """Pause, resume or cancel the caller's subscription; the record and the answer."""
+    manage = Action.SUBSCRIPTION_MANAGE
+    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
+    state = await getattr(svc.subscriptions, change)(record.subscription_id, record.tenant_id)
+    return record, {"subscription_id": subscription_id, "state": state}
+
+
 @router.get("/api/v1/subscriptions/{subscription_id}")
 async def get_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
@@ -124,22 +144,17 @@ async def subscription_status(
 async def cancel_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
-    manage = Action.SUBSCRIPTION_MANAGE
-    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
-    state = await svc.subscriptions.cancel(record.subscription_id, record.tenant_id)
+    record, answer = await _change_state(svc, caller, subscription_id, tenant_id, "cancel")
     slot = _slot(record.config.consumer_group_id)
     await svc.quotas.release_slot(record.tenant_id, "subscriptions", slot)
-    return {"subscription_id": subscription_id, "state": state}
+    return answer
 
 
 @router.post("/api/v1/subscriptions/{subscription_id}/pause")
 async def pause_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
-    manage = Action.SUBSCRIPTION_MANAGE
-    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
-    state = await svc.subscriptions.pause(record.subscription_id, record.tenant_id)
-    return {"subscription_id": subscription_id, "state": state}
+    return (await _change_state(svc, caller, subscription_id, tenant_id, "pause"))[1]
 
 
 @router.post("/api/v1/subscriptions/{subscription_id}/resume")
@@ -147,10 +162,7 @@ async def resume_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     """Resume a paused subscription, or re-enable one a receiver disabled with 410."""
-    manage = Action.SUBSCRIPTION_MANAGE
-    record = await _subscription(svc, caller, manage, subscription_id, tenant_id)
-    state = await svc.subscriptions.resume(record.subscription_id, record.tenant_id)
-    return {"subscription_id": subscription_id, "state": state}
+    return (await _change_state(svc, caller, subscription_id, tenant_id, "resume"))[1]
 
 
 @router.get("/api/v1/subscriptions/{subscription_id}/dlq")
