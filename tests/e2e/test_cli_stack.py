@@ -3,22 +3,18 @@ as separate processes on free ports with their own state dir."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cluster.processes import free_ports
+from tests.e2e.conftest import Esb, esb_cli, stack_env
 
 pytestmark = pytest.mark.integration
 
 
-def bearer(esb: Callable[..., subprocess.CompletedProcess[str]], role: str) -> dict[str, str]:
+def bearer(esb: Esb, role: str) -> dict[str, str]:
     """An Authorization header with a token from `esb tokens create` (signed with the stack's
     generated secret)."""
     made = esb("tokens", "create", "--tenant", "e2e", "--role", role)
@@ -27,30 +23,9 @@ def bearer(esb: Callable[..., subprocess.CompletedProcess[str]], role: str) -> d
 
 
 def test_esb_up_status_apply_publish_down(tmp_path: Path) -> None:
-    kafka, controller, redis, ray, dashboard, api = free_ports(6)
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "RAY_ADDRESS")
-        },
-        "ESB_STATE_DIR": str(tmp_path / "state"),
-        "KAFKA_PORT": str(kafka),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "REDIS_PORT": str(redis),
-        "RAY_PORT": str(ray),
-        "RAY_DASHBOARD_PORT": str(dashboard),
-        "API_PORT": str(api),
-    }
-
-    def esb(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cluster.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    env = stack_env(tmp_path / "state")
+    api = env["API_PORT"]
+    esb = esb_cli(env)
 
     up = esb("up")
     try:

@@ -5,10 +5,7 @@ separate processes on free ports with its own state dir, like test_cli_stack."""
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,10 +16,10 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from cluster.processes import free_ports
 from cluster.settings import Settings
 from cluster.tls import ensure_certs
 from cluster.topics import TopicAdmin
+from tests.e2e.conftest import esb_cli, stack_env
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 60.0
@@ -75,38 +72,19 @@ def refused_without_ca(bootstrap: str, topic: str) -> str:
 
 
 def test_https_api_and_kafka_ssl_listener(tmp_path: Path) -> None:
-    kafka, controller, kafka_ssl, redis, ray, dashboard, api = free_ports(7)
     state = tmp_path / "state"
     api_tls = ensure_certs(tmp_path / "api-tls")
     kafka_ca = state / "tls" / "ca.pem"  # made by `esb up`
-    env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "RAY_ADDRESS")
-        },
-        "ESB_STATE_DIR": str(state),
-        "KAFKA_PORT": str(kafka),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "KAFKA_SSL_PORT": str(kafka_ssl),
-        "KAFKA_SECURITY_PROTOCOL": "SSL",
-        "KAFKA_SSL_CA_LOCATION": str(kafka_ca),
-        "REDIS_PORT": str(redis),
-        "RAY_PORT": str(ray),
-        "RAY_DASHBOARD_PORT": str(dashboard),
-        "API_PORT": str(api),
-        "API_TLS_CERTFILE": str(api_tls.cert),
-        "API_TLS_KEYFILE": str(api_tls.key),
-    }
-
-    def esb(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cluster.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    env = stack_env(
+        state,
+        "KAFKA_SSL_PORT",
+        kafka_security_protocol="SSL",
+        kafka_ssl_ca_location=kafka_ca,
+        api_tls_certfile=api_tls.cert,
+        api_tls_keyfile=api_tls.key,
+    )
+    api, kafka_ssl = env["API_PORT"], int(env["KAFKA_SSL_PORT"])
+    esb = esb_cli(env)
 
     up = esb("up")
     try:
