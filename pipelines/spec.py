@@ -87,6 +87,19 @@ RESERVED_COLUMNS = frozenset(
 _NUMERIC: frozenset[str] = frozenset({"int", "float"})
 _NEEDS_NUMERIC: frozenset[str] = frozenset({"sum", "mean", "percentile"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _column_name(name: str, what: str) -> str:
+    """`name` if it can be a result column: an identifier, not `__`-prefixed, not reserved."""
+    if not _IDENTIFIER.match(name) or name.startswith("__"):
+        raise ValueError(
+            f"{what} {name!r} must be an identifier (letters, digits, _) not starting with '__'"
+        )
+    if name in RESERVED_COLUMNS:
+        raise ValueError(f"{what} {name!r} is reserved: it clashes with a reserved column name")
+    return name
+
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 
@@ -146,14 +159,7 @@ class AggregationSpec(_Model):
     @field_validator("name")
     @classmethod
     def _name_is_column(cls, name: str) -> str:
-        if not _IDENTIFIER.match(name) or name.startswith("__"):
-            raise ValueError(
-                f"aggregation name {name!r} must be an identifier (letters, digits, _) "
-                "not starting with '__'"
-            )
-        if name in RESERVED_COLUMNS:
-            raise ValueError(f"aggregation name {name!r} is reserved for an output column")
-        return name
+        return _column_name(name, "aggregation name")
 
     @model_validator(mode="after")
     def _op_arguments(self) -> Self:
@@ -211,13 +217,7 @@ class PipelineSpec(_Model):
     @classmethod
     def _field_names(cls, fields: dict[str, FieldType]) -> dict[str, FieldType]:
         for name in fields:
-            if not _IDENTIFIER.match(name) or name.startswith("__"):
-                raise ValueError(
-                    f"payload field {name!r} must be an identifier (letters, digits, _) "
-                    "not starting with '__'"
-                )
-            if name in RESERVED_COLUMNS:
-                raise ValueError(f"payload field {name!r} clashes with a reserved column name")
+            _column_name(name, "payload field")
         return fields
 
     # Cross-field checks run as field validators so each error points at its field; pydantic
