@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from cluster.bus import Bus, shared_bus
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from cluster.event_crypto import EventCipher
+from cluster.models import StreamRecord
 from cluster.settings import Settings
 from cluster.streaming import check_identifier, check_user_id
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
@@ -73,33 +74,28 @@ def _idem_key(stream_id: str, event_id: str) -> str:
     return f"esb:idem:{stream_id}:{event_id}"
 
 
-def _sealed_records(
-    cipher: EventCipher,
+def _records(
     events: Sequence[EventIn],
     ids: list[str],
     fresh: list[int],
+    stream: StreamRecord,
     user_id: str,
     now_ms: int,
+    cipher: EventCipher | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, encrypted CloudEvent) of the events at `fresh` positions."""
-    return [
-        (
-            events[i].key.encode(),
-            encode(
-                cipher.seal(
-                    to_cloudevent(
-                        events[i],
-                        event_id=ids[i],
-                        tenant_id=cipher.tenant_id,
-                        stream_id=cipher.stream_id,
-                        user_id=user_id,
-                        now_ms=now_ms,
-                    )
-                )
-            ),
+    """(key, CloudEvent JSON) of the events at `fresh` positions, sealed when `cipher` is set."""
+    records = []
+    for i in fresh:
+        event = to_cloudevent(
+            events[i],
+            event_id=ids[i],
+            tenant_id=stream.tenant_id,
+            stream_id=stream.stream_id,
+            user_id=user_id,
+            now_ms=now_ms,
         )
-        for i in fresh
-    ]
+        records.append((events[i].key.encode(), encode(cipher.seal(event) if cipher else event)))
+    return records
 
 
 def _sealed_arrow(
@@ -165,26 +161,11 @@ class EventPublishingService:
         now_ms = int(time.time() * 1000)
         cipher = self._bus.cipher(stream)  # decided once per batch: plain streams pay nothing
         if cipher is None:
-            records = [
-                (
-                    events[i].key.encode(),
-                    encode(
-                        to_cloudevent(
-                            events[i],
-                            event_id=ids[i],
-                            tenant_id=tenant_id,
-                            stream_id=stream.stream_id,
-                            user_id=user_id,
-                            now_ms=now_ms,
-                        )
-                    ),
-                )
-                for i in fresh
-            ]
+            records = _records(events, ids, fresh, stream, user_id, now_ms)
         else:
             try:  # in a thread: AES per event, and key store calls on a cache miss
                 records = await asyncio.to_thread(
-                    _sealed_records, cipher, events, ids, fresh, user_id, now_ms
+                    _records, events, ids, fresh, stream, user_id, now_ms, cipher
                 )
             except Exception:
                 await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
