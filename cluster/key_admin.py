@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from cluster.errors import InvalidInput
 from cluster.event_crypto import keyring_from
-from cluster.local_secrets import MASTER_KEY_FILE, SECRETS_DIR
+from cluster.local_secrets import local_master_key_file
 from cluster.security.encryption import KeyRing, MasterKey
 from cluster.settings import Settings
 from cluster.streaming import check_identifier
@@ -73,7 +73,7 @@ def with_local_master(settings: Settings) -> Settings:
     """The settings' master key; else the local stack's generated one, when it exists."""
     if settings.esb_master_key or settings.esb_master_key_file:
         return settings
-    local = settings.esb_state_dir.resolve() / SECRETS_DIR / MASTER_KEY_FILE
+    local = local_master_key_file(settings)
     if not local.exists():
         return settings  # keyring_from then says what to set
     return settings.model_copy(update={"esb_master_key_file": local})

@@ -34,6 +34,11 @@ def _read_or_create(path: Path, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
+def local_master_key_file(settings: Settings) -> Path:
+    """Where the local stack keeps its generated master key."""
+    return settings.esb_state_dir.resolve() / SECRETS_DIR / MASTER_KEY_FILE
+
+
 def with_local_secrets(settings: Settings) -> Settings:
     """`settings` with a JWT secret (HS* only) and a master key file filled in when unset."""
     folder = settings.esb_state_dir.resolve() / SECRETS_DIR
@@ -43,7 +48,7 @@ def with_local_secrets(settings: Settings) -> Settings:
             folder / "jwt_secret", lambda: secrets.token_urlsafe(48)
         )
     if settings.esb_master_key is None and settings.esb_master_key_file is None:
-        path = folder / MASTER_KEY_FILE
+        path = local_master_key_file(settings)
         _read_or_create(path, lambda: base64.b64encode(os.urandom(32)).decode())
         update["esb_master_key_file"] = path
     return settings.model_copy(update=update) if update else settings
