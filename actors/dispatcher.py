@@ -44,7 +44,7 @@ import ray
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.event_crypto import EventCipher, keyring_from
+from cluster.event_crypto import stream_cipher
 from cluster.kafka_clients import consumer_config, producer_config
 from cluster.security.errors import DecryptionFailed
 from cluster.settings import Settings
@@ -141,11 +141,7 @@ class Dispatcher:
             if record.config.webhook_url is not None
             else None
         )
-        self.cipher = (
-            EventCipher(keyring_from(settings), record.tenant_id, record.stream_id)
-            if record.encrypted
-            else None
-        )
+        self.cipher = stream_cipher(settings, record.encrypted, record.tenant_id, record.stream_id)
 
     # --- group membership ----------------------------------------------------------------------
 

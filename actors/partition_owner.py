@@ -21,7 +21,7 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.event_crypto import EventCipher, keyring_from
+from cluster.event_crypto import stream_cipher
 from cluster.kafka_clients import committed_offsets, new_consumer, producer_config
 from cluster.pipeline_store import Commit, Fenced, PipelineStore
 from cluster.processing_models import PipelineRecord
@@ -57,11 +57,7 @@ class PartitionOwner:
             settings, record.consumer_group, **{"fetch.max.bytes": 64 * 1024 * 1024}
         )
         self.consumer.assign(start)
-        self.cipher = (
-            EventCipher(keyring_from(settings), record.tenant_id, record.stream_id)
-            if record.encrypted
-            else None
-        )
+        self.cipher = stream_cipher(settings, record.encrypted, record.tenant_id, record.stream_id)
         self.output: Producer | None = None
         if record.output_topic is not None:
             # One transactional id per partition set: a successor's init fences this producer.

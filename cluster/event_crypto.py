@@ -46,7 +46,7 @@ from cluster.security.errors import DecryptionFailed
 from cluster.security.keystore import RedisKeyStore
 from cluster.settings import Settings
 
-__all__ = ["MARKER", "SCHEME", "EventCipher", "in_memory_keyring", "keyring_from"]
+__all__ = ["MARKER", "SCHEME", "EventCipher", "in_memory_keyring", "keyring_from", "stream_cipher"]
 
 MARKER = "esbencrypted"
 SCHEME = "aes-256-gcm-v1"
@@ -63,6 +63,13 @@ def keyring_from(settings: Settings, client: redis.Redis | None = None) -> KeyRi
         raise InvalidInput(f"cannot read the master key file: {exc}") from None
     store = RedisKeyStore(client or redis.Redis.from_url(settings.redis, socket_timeout=30))
     return KeyRing(store, masters)
+
+
+def stream_cipher(
+    settings: Settings, encrypted: bool, tenant_id: str, stream_id: str
+) -> EventCipher | None:
+    """The cipher of one stream for a process without a Bus (actors); None for a plain one."""
+    return EventCipher(keyring_from(settings), tenant_id, stream_id) if encrypted else None
 
 
 class EventCipher:
