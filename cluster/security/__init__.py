@@ -11,12 +11,8 @@ from cluster.security.access import (
     SERVER_OWNED_FIELDS,
     Action,
     authorize,
-    ensure_visible,
-    not_found,
-    reject_client_fields,
     same_tenant,
     strip_client_fields,
-    visible,
 )
 from cluster.security.config import AuthConfig, auth_config_from
 from cluster.security.encryption import KeyRing, MasterKey, MasterKeys
@@ -57,14 +53,10 @@ __all__ = [
     "auth_config_from",
     "authorize",
     "bearer_token",
-    "ensure_visible",
     "is_valid_tenant_id",
     "mint_token",
-    "not_found",
     "public_jwk",
     "quota_from",
-    "reject_client_fields",
     "same_tenant",
     "strip_client_fields",
-    "visible",
 ]

@@ -1,8 +1,8 @@
 """Authorization: what each role may do, which tenant a call acts on, what a client may set.
 
-Order in a route: take the tenant from the token (`same_tenant`), load the resource, answer
-404 for another tenant's (`ensure_visible`, so existence never leaks), then `authorize` the
-action on it (403 inside the caller's own tenant).
+Order in a route: take the tenant from the token (`same_tenant`), load the resource scoped to
+it (the services answer 404 for another tenant's, so existence never leaks), then `authorize`
+the action on it (403 inside the caller's own tenant).
 
 >>> p = Principal(subject="svc", tenant_id="acme", role="publisher", streams=("orders",))
 >>> authorize(p, Action.EVENT_PUBLISH, stream="orders")
@@ -18,7 +18,6 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
-from cluster.errors import InvalidInput, NotFound
 from cluster.security.errors import Forbidden
 from cluster.security.principal import ROLES, Principal, Role
 
@@ -27,13 +26,9 @@ __all__ = [
     "SERVER_OWNED_FIELDS",
     "Action",
     "authorize",
-    "ensure_visible",
-    "not_found",
-    "reject_client_fields",
     "roles_for",
     "same_tenant",
     "strip_client_fields",
-    "visible",
 ]
 
 
@@ -119,28 +114,6 @@ def same_tenant(principal: Principal, named_tenant: str | None) -> str:
     return principal.tenant_id
 
 
-def visible(principal: Principal, resource_tenant: str | None) -> bool:
-    """True when the caller may know the resource exists: it belongs to the caller's tenant."""
-    return principal.dev or (resource_tenant is not None and resource_tenant == principal.tenant_id)
-
-
-def not_found(kind: str, ident: str) -> NotFound:
-    """The one 404 for a resource that is missing *or* another tenant's: same text for both.
-
-    >>> not_found("stream", "s-1").detail
-    "stream 's-1' not found"
-    """
-    return NotFound(f"{kind} {ident!r} not found")
-
-
-def ensure_visible(
-    principal: Principal, resource_tenant: str | None, kind: str, ident: str
-) -> None:
-    """Raise not_found(kind, ident) for another tenant's resource (404, never 403)."""
-    if not visible(principal, resource_tenant):
-        raise not_found(kind, ident)
-
-
 # Set by the server from the token and its own records, never by a client.
 SERVER_OWNED_FIELDS = frozenset(
     {
@@ -180,19 +153,3 @@ def strip_client_fields(
     {'name': 'x'}
     """
     return {k: v for k, v in body.items() if k in allowed and k not in server_owned}
-
-
-def reject_client_fields(
-    body: Mapping[str, Any], server_owned: Collection[str] = SERVER_OWNED_FIELDS
-) -> None:
-    """The strict alternative to stripping: a 422 naming each server-owned field sent.
-
-    `tenant_id` is left to same_tenant (it may be sent when it names the caller's tenant).
-    """
-    sent = sorted(k for k in body if k in server_owned and k not in ("tenant_id", "tenant"))
-    if sent:
-        raise InvalidInput(
-            f"{', '.join(sent)}: set by the server, a client may not send "
-            f"{'it' if len(sent) == 1 else 'them'}",
-            errors=[{"field": k, "message": "set by the server"} for k in sent],
-        )

@@ -5,21 +5,15 @@ from __future__ import annotations
 import pytest
 
 import cluster.security as security
-from cluster.errors import InvalidInput, NotFound
 from cluster.security import (
     PERMISSIONS,
     ROLES,
-    SERVER_OWNED_FIELDS,
     Action,
     Forbidden,
     Principal,
     authorize,
-    ensure_visible,
-    not_found,
-    reject_client_fields,
     same_tenant,
     strip_client_fields,
-    visible,
 )
 
 A = Action
@@ -91,20 +85,6 @@ def test_dev_principal_acts_for_the_named_tenant() -> None:
     dev = Principal.dev_principal()
     assert same_tenant(dev, "globex") == "globex"
     assert same_tenant(dev, None) == "dev"
-    assert visible(dev, "globex")
-
-
-def test_visible_and_404_for_other_tenants() -> None:
-    p = who("admin")
-    assert visible(p, "acme")
-    assert not visible(p, "globex")
-    assert not visible(p, None)
-    ensure_visible(p, "acme", "stream", "s-1")
-    with pytest.raises(NotFound) as caught:
-        ensure_visible(p, "globex", "stream", "s-1")
-    # Same answer as a stream that does not exist at all: nothing leaks.
-    assert caught.value.detail == not_found("stream", "s-1").detail
-    assert caught.value.status == 404
 
 
 def test_strip_client_fields() -> None:
@@ -119,14 +99,6 @@ def test_strip_client_fields() -> None:
     allowed = {"stream_name", "partitions", "tenant_id", "created_by", "kafka_topic"}
     assert strip_client_fields(body, allowed) == {"stream_name": "orders", "partitions": 3}
     assert body["created_by"] == "mallory"  # a copy: the input is untouched
-
-
-def test_reject_client_fields() -> None:
-    reject_client_fields({"stream_name": "x", "tenant_id": "acme"})  # tenant: same_tenant's job
-    with pytest.raises(InvalidInput) as caught:
-        reject_client_fields({"stream_name": "x", "created_by": "m", "job_id": "j"})
-    assert [e["field"] for e in caught.value.errors] == ["created_by", "job_id"]
-    assert {"tenant_id", "created_by"} <= SERVER_OWNED_FIELDS
 
 
 def test_public_api_is_all() -> None:
