@@ -11,11 +11,12 @@ twice (an idempotent re-apply) does not count twice, and releasing is exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from cluster.errors import PayloadTooLarge
+from cluster.errors import Conflict, PayloadTooLarge
 from cluster.security.errors import TooManyRequests
 
 if TYPE_CHECKING:
@@ -217,6 +218,19 @@ class QuotaLimiter:
                 f"delete one before creating another",
                 retry_after_s=None,
             )
+
+    @asynccontextmanager
+    async def creating(self, tenant: str, kind: Countable, resource_id: str) -> AsyncIterator[None]:
+        """Count `resource_id` while the block creates it; a failure releases the slot, except a
+        Conflict (the id is an existing resource's, whose slot stays)."""
+        await self.acquire_slot(tenant, kind, resource_id)
+        try:
+            yield
+        except Conflict:
+            raise
+        except BaseException:
+            await self.release_slot(tenant, kind, resource_id)
+            raise
 
     async def release_slot(self, tenant: str, kind: Countable, resource_id: str) -> None:
         """Stop counting a deleted resource (or one whose creation failed)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from cluster.errors import Conflict, InvalidInput
+from cluster.errors import InvalidInput
 from cluster.models import StreamConfig, StreamRecord
 from cluster.security import Action, Principal, authorize
 from serve.auth import Caller, TenantQuery, body_tenant, client_fields, scope
@@ -36,14 +36,8 @@ async def create_stream(request: Request, svc: Svc, caller: Caller) -> JSONRespo
     tenant = body_tenant(caller, doc)
     config = validate(StreamConfig, client_fields(doc))
     authorize(caller, Action.STREAM_CREATE, stream=config.stream_name)
-    await svc.quotas.acquire_slot(tenant, "streams", config.stream_name)
-    try:
+    async with svc.quotas.creating(tenant, "streams", config.stream_name):
         made = await svc.streams.provision_stream(config, tenant, caller.subject)
-    except Conflict:
-        raise  # the name is the existing stream's: its slot stays
-    except BaseException:
-        await svc.quotas.release_slot(tenant, "streams", config.stream_name)
-        raise
     created = StreamCreated(
         stream_id=made.stream_id, kafka_topic=made.kafka_topic, warnings=made.warnings
     )

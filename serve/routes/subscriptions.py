@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from cluster.errors import Conflict, EsbError
+from cluster.errors import EsbError
 from cluster.security import Action, Principal, authorize
 from cluster.subscription_models import SubscriptionConfig, SubscriptionRecord, sub_key
 from serve.auth import (
@@ -58,15 +58,8 @@ async def create_subscription(request: Request, svc: Svc, caller: Caller) -> JSO
     await authorize_stream(svc, caller, Action.EVENT_READ, config.stream_id, tenant)
     if config.forward_to is not None:  # forwarding publishes into the other stream
         await authorize_stream(svc, caller, Action.EVENT_PUBLISH, config.forward_to, tenant)
-    slot = _slot(config.consumer_group_id)
-    await svc.quotas.acquire_slot(tenant, "subscriptions", slot)
-    try:
+    async with svc.quotas.creating(tenant, "subscriptions", _slot(config.consumer_group_id)):
         record, secret = await svc.subscriptions.create_subscription(config, tenant, caller.subject)
-    except Conflict:
-        raise  # the group is the existing subscription's: its slot stays
-    except BaseException:
-        await svc.quotas.release_slot(tenant, "subscriptions", slot)
-        raise
     return JSONResponse(
         {**record.public(), "state": "active", "secret": secret},
         status_code=201,
