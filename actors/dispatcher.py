@@ -44,12 +44,12 @@ import ray
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.event_crypto import stream_cipher
-from cluster.kafka_clients import consumer_config, producer_config
+from cluster.kafka.clients import consumer_config, producer_config
+from cluster.models.subscriptions import EventFilter, SubscriptionRecord, sub_key
 from cluster.security.errors import DecryptionFailed
+from cluster.security.event_crypto import stream_cipher
+from cluster.security.webhooks import Outcome, WebhookSender
 from cluster.settings import Settings
-from cluster.subscription_models import EventFilter, SubscriptionRecord, sub_key
-from cluster.webhooks import Outcome, WebhookSender
 
 log = logging.getLogger("esb.dispatcher")
 TP = tuple[str, int]

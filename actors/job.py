@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from redis import Redis
 
 from actors.partition_owner import PartitionOwnerActor
-from cluster.processing_models import PipelineRecord, spread
+from cluster.models.pipelines import PipelineRecord, spread
 from cluster.settings import Settings, get_settings
 
 log = logging.getLogger("esb.pipeline")

@@ -3,7 +3,7 @@
 `PartitionOwner` is a plain class (unit-testable, usable without Ray); `PartitionOwnerActor` is
 its thin Ray shell. One step reads a batch of records, turns each partition's values into one
 Polars frame (no per-event Python decoding), runs that partition's window operator, and commits
-results, operator snapshots and next offsets in one fenced Redis script (cluster.pipeline_store).
+results, operator snapshots and next offsets in one fenced Redis script (cluster.stores.pipelines).
 A restarted owner resumes from the last commit: nothing lost, nothing counted twice.
 """
 
@@ -21,11 +21,11 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
-from cluster.event_crypto import stream_cipher
-from cluster.kafka_clients import committed_offsets, new_consumer, producer_config
-from cluster.pipeline_store import Commit, Fenced, PipelineStore
-from cluster.processing_models import PipelineRecord
+from cluster.kafka.clients import committed_offsets, new_consumer, producer_config
+from cluster.models.pipelines import PipelineRecord
+from cluster.security.event_crypto import stream_cipher
 from cluster.settings import Settings
+from cluster.stores.pipelines import Commit, Fenced, PipelineStore
 from pipelines.arrow_batch import decode_batch, is_arrow_batch
 from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
 from pipelines.windows import WindowDefinition, WindowOperator

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from confluent_kafka import KafkaError, Producer
 
-from cluster.kafka_clients import client_config
+from cluster.kafka.clients import client_config
 from cluster.settings import Settings
 from pipelines.arrow_batch import partition_of
 from pipelines.envelope import partition_for

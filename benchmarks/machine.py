@@ -60,7 +60,7 @@ def _package(name: str) -> str:
 
 
 def versions(quix_python: Path | None) -> dict[str, str]:
-    from cluster.kafka_broker import kafka_version
+    from cluster.stack.kafka_broker import kafka_version
 
     found = {
         "Python": platform.python_version(),

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.datagen import TENANT
-from cluster import local_stack, processes
 from cluster.security import auth_config_from, mint_token
 from cluster.settings import Settings
+from cluster.stack import local_stack, processes
 
 PORTS_FILE = "bench-ports.json"
 

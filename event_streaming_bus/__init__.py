@@ -23,7 +23,6 @@
 Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings) unless given a Settings.
 """
 
-from cluster.consumption import EventConsumptionService
 from cluster.errors import (
     BadRequest,
     Conflict,
@@ -33,14 +32,15 @@ from cluster.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from cluster.models import StreamConfig, StreamRecord
-from cluster.processing import StreamProcessingService
-from cluster.publishing import BatchReceipt, EventPublishingService, PublishReceipt
+from cluster.models.streams import StreamConfig, StreamRecord
+from cluster.models.subscriptions import RetryPolicy, SubscriptionConfig, SubscriptionRecord
+from cluster.security.webhooks import verify as verify_webhook
+from cluster.services.consumption import EventConsumptionService
+from cluster.services.processing import StreamProcessingService
+from cluster.services.publishing import BatchReceipt, EventPublishingService, PublishReceipt
+from cluster.services.streaming import EventStreamingService
+from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
-from cluster.streaming import EventStreamingService
-from cluster.subscription_models import RetryPolicy, SubscriptionConfig, SubscriptionRecord
-from cluster.subscriptions import SubscriptionService
-from cluster.webhooks import verify as verify_webhook
 from pipelines.envelope import EventConfig, EventIn
 from pipelines.spec import PipelineSpec
 

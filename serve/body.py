@@ -8,7 +8,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from cluster.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from pipelines.codecs import media_type, parse_json
+from serve.codecs import media_type, parse_json
 
 M = TypeVar("M", bound=BaseModel)
 

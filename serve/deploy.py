@@ -15,8 +15,8 @@ import ray
 from ray import serve as ray_serve
 
 from cluster.errors import StackError
-from cluster.processes import tcp_open
 from cluster.settings import Settings
+from cluster.stack.processes import tcp_open
 from serve.app import create_app
 
 APP_NAME = "esb-api"

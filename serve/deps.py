@@ -8,14 +8,14 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from cluster.bus import Bus
-from cluster.consumption import EventConsumptionService
-from cluster.processing import StreamProcessingService
-from cluster.publishing import EventPublishingService
 from cluster.security.quotas import QuotaLimiter, quota_from, quota_overrides_from
+from cluster.services.bus import Bus
+from cluster.services.consumption import EventConsumptionService
+from cluster.services.processing import StreamProcessingService
+from cluster.services.publishing import EventPublishingService
+from cluster.services.streaming import EventStreamingService
+from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
-from cluster.streaming import EventStreamingService
-from cluster.subscriptions import SubscriptionService
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.models import StreamConfig, StreamRecord
+from cluster.models.streams import StreamConfig, StreamRecord
 from pipelines.envelope import EventIn
 
 

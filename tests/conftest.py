@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster import local_stack, processes, ray_head
 from cluster.security import auth_config_from, mint_token
 from cluster.security.principal import Role
 from cluster.settings import Settings
+from cluster.stack import local_stack, processes, ray_head
 
 # Tenants with small quotas, for tests/integration/test_quotas.py.
 QUOTA_OVERRIDES: dict[str, dict[str, float | int | None]] = {

@@ -17,7 +17,7 @@ import polars as pl
 
 from benchmarks.datagen import TENANT, make_workload, sentinel_events
 from benchmarks.runners.common import Clock
-from cluster.publishing import EventPublishingService
+from cluster.services.publishing import EventPublishingService
 from cluster.settings import Settings
 
 

@@ -19,7 +19,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from benchmarks.procstat import self_usage
-from cluster.kafka_clients import consumer_config
+from cluster.kafka.clients import consumer_config
 from cluster.settings import Settings
 
 BATCH = 20_000  # the partition owners' MAX_BATCH

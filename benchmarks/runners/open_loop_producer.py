@@ -16,7 +16,7 @@ import time
 
 from benchmarks.datagen import TENANT
 from benchmarks.runners.common import Clock
-from cluster.publishing import EventPublishingService
+from cluster.services.publishing import EventPublishingService
 from cluster.settings import Settings
 from pipelines.envelope import EventIn
 

@@ -23,8 +23,8 @@ from redis import Redis
 from actors.partition_owner import MAX_BATCH, PartitionOwner
 from benchmarks.pipeline_run import window_spec
 from benchmarks.runners.common import Clock
-from cluster.kafka_clients import client_config
-from cluster.processing_models import PipelineRecord
+from cluster.kafka.clients import client_config
+from cluster.models.pipelines import PipelineRecord
 from cluster.settings import Settings
 from pipelines.spec import PipelineSpec
 

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, Producer
 
 from benchmarks.datagen import encode_values, make_workload
 from benchmarks.runners.common import Clock
-from cluster.kafka_clients import producer_config
+from cluster.kafka.clients import producer_config
 from cluster.settings import Settings
 
 

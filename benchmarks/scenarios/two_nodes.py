@@ -16,8 +16,8 @@ from benchmarks.pipeline_run import PipelineRun, window_spec
 from benchmarks.procstat import CpuMeter
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios.window_throughput import LoadedTopic
-from cluster import processes, ray_head
-from cluster.processes import ProcessRecord
+from cluster.stack import processes, ray_head
+from cluster.stack.processes import ProcessRecord
 
 OWNERS = 2
 JOIN_TIMEOUT_S = 90.0

@@ -3,7 +3,8 @@ rest and per-tenant quotas. Routes wire them in; nothing here knows about HTTP.
 
 Modules: `tokens` (verify/mint JWTs), `principal` (who is calling), `access` (roles, tenant
 checks, client-settable fields), `encryption` + `keystore` (AES-256-GCM, tenant data keys),
-`quotas` (Redis token buckets), `errors` (401/403/429/410), `cli` (`esb tokens`).
+`quotas` (Redis token buckets), `event_crypto` (sealed CloudEvents), `tls` (certificates),
+`webhooks` (signatures, the SSRF guard).
 """
 
 from cluster.security.access import (

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from cluster.errors import InvalidInput
-from cluster.publishing import BatchReceipt
 from cluster.security import Action, Principal
-from pipelines.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
+from cluster.services.publishing import BatchReceipt
 from serve.auth import Caller, authorize_stream, body_tenant
 from serve.body import read_body, read_json_object, validate
+from serve.codecs import ARROW_TYPES, NDJSON_TYPES, parse_batch, validate_events
 from serve.deps import Svc
 from serve.models import (
     PublishRequest,

@@ -26,13 +26,13 @@ from confluent_kafka import Consumer, TopicPartition
 from fastapi import APIRouter, WebSocket
 
 from cluster.errors import EsbError, InvalidInput
-from cluster.event_crypto import EventCipher
-from cluster.kafka_clients import new_consumer
-from cluster.models import StreamRecord
+from cluster.kafka.clients import new_consumer
+from cluster.kafka.topics import TopicAdmin
+from cluster.models.streams import StreamRecord
+from cluster.models.subscriptions import compile_globs
 from cluster.security import Action, authorize
 from cluster.security.errors import DecryptionFailed
-from cluster.subscription_models import compile_globs
-from cluster.topics import TopicAdmin
+from cluster.security.event_crypto import EventCipher
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from serve.auth import authenticate, scope
 from serve.deps import services

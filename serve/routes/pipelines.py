@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cluster.errors import EsbError
-from cluster.pipeline_store import prefix
-from cluster.processing_models import PipelineRecord
+from cluster.models.pipelines import PipelineRecord
 from cluster.security import Action, Principal, authorize
+from cluster.stores.pipelines import prefix
 from pipelines.spec import PipelineSpec
 from serve.auth import (
     Caller,

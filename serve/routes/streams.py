@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from cluster.errors import InvalidInput
-from cluster.models import StreamConfig, StreamRecord
+from cluster.models.streams import StreamConfig, StreamRecord
 from cluster.security import Action, Principal, authorize
 from serve.auth import Caller, TenantQuery, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from cluster.errors import EsbError
+from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord, sub_key
 from cluster.security import Action, Principal, authorize
-from cluster.subscription_models import SubscriptionConfig, SubscriptionRecord, sub_key
 from serve.auth import (
     Caller,
     TenantQuery,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster.processes import free_ports
+from cluster.stack.processes import free_ports
 
 Esb = Callable[..., subprocess.CompletedProcess[str]]
 PORTS = (
@@ -40,7 +40,7 @@ def esb_cli(env: dict[str, str]) -> Esb:
 
     def esb(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "cluster.cli", *args],
+            [sys.executable, "-m", "cluster.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,

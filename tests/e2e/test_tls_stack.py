@@ -16,9 +16,9 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from cluster.kafka.topics import TopicAdmin
+from cluster.security.tls import ensure_certs
 from cluster.settings import Settings
-from cluster.tls import ensure_certs
-from cluster.topics import TopicAdmin
 from tests.e2e.conftest import esb_cli, stack_env
 
 pytestmark = pytest.mark.integration

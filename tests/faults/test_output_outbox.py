@@ -45,7 +45,7 @@ def test_a_successor_publishes_each_window_exactly_once(
     spec = spec_for(stream["stream_id"], sinks={"kafka_topic": f"{name}-out"})
     record = owned_without_job(stream, f"ob{unique}{dies[:3]}", spec, 2)
     record = record.model_copy(update={"output_topic": f"esb.{TENANT}.{name}-out"})
-    from cluster.topics import TopicAdmin
+    from cluster.kafka.topics import TopicAdmin
 
     TopicAdmin(stack).create(record.output_topic or "", 2, 1, {"cleanup.policy": "compact"})
 

@@ -25,19 +25,19 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from cluster.bus import Bus, shared_bus
-from cluster.consumption import EventConsumptionService
+from cluster.cli.keys import keys_command
 from cluster.errors import InvalidInput
-from cluster.event_crypto import MARKER, EventCipher, keyring_from
-from cluster.key_admin import keys_command
-from cluster.models import StreamConfig
-from cluster.processing import StreamProcessingService
-from cluster.publishing import EventPublishingService
+from cluster.models.streams import StreamConfig
+from cluster.models.subscriptions import RetryPolicy, SubscriptionConfig
 from cluster.security import DecryptionFailed, KeyDeleted, MasterKey
+from cluster.security.event_crypto import MARKER, EventCipher, keyring_from
+from cluster.services.bus import Bus, shared_bus
+from cluster.services.consumption import EventConsumptionService
+from cluster.services.processing import StreamProcessingService
+from cluster.services.publishing import EventPublishingService
+from cluster.services.streaming import EventStreamingService
+from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
-from cluster.streaming import EventStreamingService
-from cluster.subscription_models import RetryPolicy, SubscriptionConfig
-from cluster.subscriptions import SubscriptionService
 from pipelines.envelope import EventIn, partition_for
 from pipelines.spec import PipelineSpec
 from tests.integration.conftest import read_topic
@@ -292,7 +292,7 @@ async def test_deleting_a_tenants_key_shreds_its_data(stack: Settings, unique: s
     assert len(await read_all(EventConsumptionService(stack), stream)) == 1
 
     done = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", "keys", "delete-tenant", tenant, "--yes"],
+        [sys.executable, "-m", "cluster.cli.main", "keys", "delete-tenant", tenant, "--yes"],
         env={
             **os.environ,
             "REDIS_URL": stack.redis,

@@ -9,8 +9,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster import local_stack
 from cluster.settings import Settings
+from cluster.stack import local_stack
 
 pytestmark = pytest.mark.integration
 

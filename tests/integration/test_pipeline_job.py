@@ -28,11 +28,11 @@ from websockets.sync.client import connect
 
 from actors.job import owner_name
 from actors.partition_owner import PartitionOwner
-from cluster.bus import shared_bus
-from cluster.pipeline_store import Fenced, PipelineStore
-from cluster.processing_models import PipelineRecord
-from cluster.publishing import ArrowReceipt, EventPublishingService
+from cluster.models.pipelines import PipelineRecord
+from cluster.services.bus import shared_bus
+from cluster.services.publishing import ArrowReceipt, EventPublishingService
 from cluster.settings import Settings
+from cluster.stores.pipelines import Fenced, PipelineStore
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import rfc3339_ms
 from pipelines.spec import PipelineSpec
@@ -329,7 +329,7 @@ def test_cli_submit_output_topic_and_live_results(
 
     def esb(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "cluster.cli", "pipelines", *args],
+            [sys.executable, "-m", "cluster.cli.main", "pipelines", *args],
             env=env,
             capture_output=True,
             text=True,

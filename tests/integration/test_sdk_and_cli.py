@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from cluster.kafka.topics import TopicAdmin
 from cluster.settings import Settings
-from cluster.topics import TopicAdmin
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_sdk_quick_start_as_written(stack: Settings, unique: str, tmp_path: Path
 
 def esb(stack: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args],
+        [sys.executable, "-m", "cluster.cli.main", *args],
         env=stack_env(stack),
         capture_output=True,
         text=True,

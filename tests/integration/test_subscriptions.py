@@ -23,12 +23,12 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from cluster.bus import Bus
 from cluster.errors import InvalidInput
+from cluster.models.subscriptions import SubscriptionConfig, dispatcher_name
+from cluster.security.webhooks import verify
+from cluster.services.bus import Bus
+from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
-from cluster.subscription_models import SubscriptionConfig, dispatcher_name
-from cluster.subscriptions import SubscriptionService
-from cluster.webhooks import verify
 from tests.integration.conftest import create_stream, read_topic, token
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from cluster.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from pipelines.codecs import parse_batch, validate_events
 from pipelines.envelope import EventIn, decode, encode, rfc3339_ms, to_cloudevent
+from serve.codecs import parse_batch, validate_events
 
 BASE = {
     "event_type": "user.created",

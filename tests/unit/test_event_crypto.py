@@ -1,4 +1,4 @@
-"""Encrypted CloudEvents (cluster.event_crypto) and the `esb keys` operator commands, on an
+"""Encrypted CloudEvents (cluster.security.event_crypto) and the `esb keys` operator commands, on an
 in-memory key store: no services."""
 
 from __future__ import annotations
@@ -15,15 +15,21 @@ import orjson
 import polars as pl
 import pytest
 
-from cluster.bus import Bus
+from cluster.cli.keys import delete_tenant, keys_command, rotate_master
 from cluster.errors import InvalidInput
-from cluster.event_crypto import MARKER, SCHEME, EventCipher, in_memory_keyring, keyring_from
-from cluster.key_admin import delete_tenant, keys_command, rotate_master
-from cluster.models import StreamConfig
-from cluster.publishing import _sealed_arrow
+from cluster.models.streams import StreamConfig
 from cluster.security import DecryptionFailed, KeyDeleted, KeyRing, MasterKey, MasterKeys
+from cluster.security.event_crypto import (
+    MARKER,
+    SCHEME,
+    EventCipher,
+    in_memory_keyring,
+    keyring_from,
+)
+from cluster.services.bus import Bus
+from cluster.services.publishing import _sealed_arrow
+from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
-from cluster.streaming import EventStreamingService
 from pipelines.arrow_batch import to_batches, to_cloudevents
 from pipelines.decode import decode_cloudevents
 from pipelines.envelope import EventIn, encode, to_cloudevent

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from cluster.errors import StackError
-from cluster.kafka_broker import preflight, server_properties
-from cluster.kafka_clients import client_config, consumer_config, producer_config
-from cluster.local_stack import _resolve_kafka
-from cluster.processes import ProcessRecord
+from cluster.kafka.clients import client_config, consumer_config, producer_config
 from cluster.settings import Settings
+from cluster.stack.kafka_broker import preflight, server_properties
+from cluster.stack.local_stack import _resolve_kafka
+from cluster.stack.processes import ProcessRecord
 
 BROKER = ProcessRecord(1, 1, "127.0.0.1:9092", "broker.log")
 WITH_TLS = ProcessRecord(

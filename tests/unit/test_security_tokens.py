@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr, ValidationError
 
+from cluster.cli.tokens import add_tokens_parser, tokens_command
 from cluster.errors import ServiceUnavailable
 from cluster.security import (
     Action,
@@ -33,7 +34,6 @@ from cluster.security import (
     mint_token,
     public_jwk,
 )
-from cluster.security.cli import add_tokens_parser, tokens_command
 
 SECRET = "test-secret-" + "x" * 40
 ISSUER, AUDIENCE = "https://issuer.test", "esb-api"

@@ -1,4 +1,4 @@
-"""cluster.tls: the server certificate passes a real TLS handshake for its hosts, checked
+"""cluster.security.tls: the server certificate passes a real TLS handshake for its hosts, checked
 against the CA, and files are reused or remade as they should be; the API's start-up health
 check trusts exactly the certificate it deployed. Handshakes run in memory."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster.security.tls import TlsFiles, ensure_certs
 from cluster.settings import Settings
-from cluster.tls import TlsFiles, ensure_certs
 
 
 def handshake(

@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 
 from cluster.errors import InvalidInput
-from cluster.subscription_models import EventFilter, RetryPolicy, SubscriptionConfig
-from cluster.webhooks import (
+from cluster.models.subscriptions import EventFilter, RetryPolicy, SubscriptionConfig
+from cluster.security.webhooks import (
     address_refused,
     check_webhook_url,
     new_secret,

@@ -32,13 +32,9 @@ from typing import Any
 import orjson
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-from cluster.bus import Bus, shared_bus
 from cluster.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
-from cluster.event_crypto import EventCipher
-from cluster.kafka_clients import admin_client, committed_offsets, new_consumer
-from cluster.settings import Settings
-from cluster.streaming import check_identifier
-from cluster.subscription_models import (
+from cluster.kafka.clients import admin_client, committed_offsets, new_consumer
+from cluster.models.subscriptions import (
     EventFilter,
     SubscriptionConfig,
     SubscriptionRecord,
@@ -47,7 +43,11 @@ from cluster.subscription_models import (
     retry_topic,
     sub_key,
 )
-from cluster.webhooks import check_webhook_url, new_secret
+from cluster.security.event_crypto import EventCipher
+from cluster.security.webhooks import check_webhook_url, new_secret
+from cluster.services.bus import Bus, shared_bus
+from cluster.services.streaming import check_identifier
+from cluster.settings import Settings
 
 ALL = "esb:subs"
 MAX_DLQ_PAGE = 1000

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cluster.bus import shared_bus
-from cluster.models import StreamConfig
-from cluster.publishing import EventPublishingService
+from cluster.models.streams import StreamConfig
+from cluster.services.bus import shared_bus
+from cluster.services.publishing import EventPublishingService
+from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
-from cluster.streaming import EventStreamingService
 from pipelines.envelope import EventConfig
 
 DEMO_TENANT = "demo"

@@ -151,7 +151,7 @@ class SubscriptionRecord(BaseModel):
 
 
 def sub_key(subscription_id: str, suffix: str = "") -> str:
-    """Redis keys of a subscription (see cluster.subscriptions)."""
+    """Redis keys of a subscription (see cluster.services.subscriptions)."""
     return f"esb:sub:{subscription_id}" + (f":{suffix}" if suffix else "")
 
 

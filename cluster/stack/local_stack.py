@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster import kafka_broker, processes, ray_head, redis_server
 from cluster.errors import StackError
-from cluster.local_secrets import with_local_secrets
-from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
+from cluster.stack import kafka_broker, processes, ray_head, redis_server
+from cluster.stack.processes import ProcessRecord, Progress, say
+from cluster.stack.secrets import with_local_secrets
 
 STATE_FILE = "stack.json"
 

@@ -15,7 +15,7 @@ from confluent_kafka.admin import (
 )
 
 from cluster.errors import Conflict, NotFound, ServiceUnavailable
-from cluster.kafka_clients import admin_client, new_consumer
+from cluster.kafka.clients import admin_client, new_consumer
 from cluster.settings import Settings
 
 TIMEOUT_S = 30.0

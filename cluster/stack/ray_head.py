@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cluster import processes
 from cluster.errors import StackError
-from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
+from cluster.stack import processes
+from cluster.stack.processes import ProcessRecord, Progress, say
 
 LABEL = "Ray head"
 READY_TIMEOUT_S = 90.0

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cluster.errors import InvalidInput
-from cluster.event_crypto import keyring_from
-from cluster.local_secrets import local_master_key_file
 from cluster.security.encryption import KeyRing, MasterKey
+from cluster.security.event_crypto import keyring_from
+from cluster.services.streaming import check_identifier
 from cluster.settings import Settings
-from cluster.streaming import check_identifier
+from cluster.stack.secrets import local_master_key_file
 
 __all__ = ["add_keys_parser", "delete_tenant", "keys_command", "rotate_master"]
 

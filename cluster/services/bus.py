@@ -12,13 +12,13 @@ from functools import cached_property
 from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from cluster.event_crypto import EventCipher, keyring_from
-from cluster.kafka_clients import AsyncProducer, producer_config
-from cluster.models import StreamRecord
-from cluster.registry import StreamRegistry
+from cluster.kafka.clients import AsyncProducer, producer_config
+from cluster.kafka.topics import TopicAdmin
+from cluster.models.streams import StreamRecord
 from cluster.security.encryption import KeyRing
+from cluster.security.event_crypto import EventCipher, keyring_from
 from cluster.settings import Settings, get_settings
-from cluster.topics import TopicAdmin
+from cluster.stores.streams import StreamRegistry
 
 
 class Bus:

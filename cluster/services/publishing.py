@@ -19,12 +19,12 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel
 
-from cluster.bus import Bus, shared_bus
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
-from cluster.event_crypto import EventCipher
-from cluster.models import StreamRecord
+from cluster.models.streams import StreamRecord
+from cluster.security.event_crypto import EventCipher
+from cluster.services.bus import Bus, shared_bus
+from cluster.services.streaming import check_identifier, check_user_id
 from cluster.settings import Settings
-from cluster.streaming import check_identifier, check_user_id
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
 from pipelines.envelope import (
     CONTENT_TYPE_HEADER,

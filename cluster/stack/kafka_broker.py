@@ -3,8 +3,8 @@ stack. Its jars come from Maven Central through kafka_dist/pom.xml, fetched once
 
 The broker listens on 127.0.0.1 only; data lives in <state_dir>/kafka/data and survives restarts.
 With KAFKA_SSL_PORT set it also listens with TLS there, with a CA and broker certificate made in
-<state_dir>/tls (cluster.tls); clients trust <state_dir>/tls/ca.pem. PLAINTEXT stays for the
-broker's own traffic and the readiness probe.
+<state_dir>/tls (cluster.security.tls); clients trust <state_dir>/tls/ca.pem. PLAINTEXT stays for
+the broker's own traffic and the readiness probe.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from cluster import processes, tls
 from cluster.errors import StackError
-from cluster.processes import ProcessRecord, Progress, say
+from cluster.security import tls
 from cluster.settings import Settings
+from cluster.stack import processes
+from cluster.stack.processes import ProcessRecord, Progress, say
 
 LABEL = "Kafka broker"
 DIST_DIR = Path(__file__).parent / "kafka_dist"
@@ -223,11 +224,11 @@ def is_ready(
     bootstrap: str, security: dict[str, str] | None = None, timeout_s: float = 2.0
 ) -> bool:
     """True when the cluster answers a metadata request with at least one broker; `security`
-    comes from cluster.kafka_clients.security_config (PLAINTEXT when None)."""
+    comes from cluster.kafka.clients.security_config (PLAINTEXT when None)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from cluster.kafka_clients import security_config
+    from cluster.kafka.clients import security_config
 
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not processes.tcp_open(host or "127.0.0.1", int(port)):
@@ -242,7 +243,7 @@ def is_ready(
 
 def is_record_ready(record: ProcessRecord) -> bool:
     """The PLAINTEXT listener answers, and the TLS one too (verified with our CA) when there."""
-    from cluster.kafka_clients import security_config
+    from cluster.kafka.clients import security_config
 
     if not is_ready(record.address):
         return False

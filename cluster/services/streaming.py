@@ -1,7 +1,7 @@
 """EventStreamingService: create, apply, list, inspect and delete streams.
 
 A stream's topic lives in its tenant's namespace, `esb.<tenant>.<topic_name>`; metadata lives in
-Redis (cluster.registry). HTTP routes and `esb streams apply` call these same methods.
+Redis (cluster.stores.streams). HTTP routes and `esb streams apply` call these same methods.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from cluster.bus import Bus, shared_bus
 from cluster.errors import InvalidInput
-from cluster.models import StreamConfig, StreamProvisioned, StreamRecord
+from cluster.models.streams import StreamConfig, StreamProvisioned, StreamRecord
+from cluster.services.bus import Bus, shared_bus
 from cluster.settings import Settings
 from pipelines.envelope import IDENTIFIER, USER_ID
 

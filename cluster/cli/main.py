@@ -15,15 +15,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cluster import local_stack
+from cluster.cli.keys import add_keys_parser, keys_command
+from cluster.cli.tokens import add_tokens_parser, tokens_command
 from cluster.errors import EsbError, InvalidInput
-from cluster.key_admin import add_keys_parser, keys_command
-from cluster.local_secrets import with_local_secrets
-from cluster.models import StreamConfig
-from cluster.processing import StreamProcessingService
-from cluster.security.cli import add_tokens_parser, tokens_command
+from cluster.models.streams import StreamConfig
+from cluster.services.processing import StreamProcessingService
+from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings, get_settings
-from cluster.streaming import EventStreamingService
+from cluster.stack import local_stack
+from cluster.stack.secrets import with_local_secrets
 from pipelines.spec import PipelineSpec
 
 
@@ -112,7 +112,7 @@ def print_urls(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """`make run`: the stack, a demo stream with a few events, then wait for Ctrl-C."""
-    from cluster.demo import run_demo
+    from cluster.stack.demo import run_demo
 
     already = local_stack.running_services(settings)
     resolved = local_stack.up(settings)

@@ -2,7 +2,7 @@
 
 A pipeline runs as a Ray job (the Jobs API, this project as working_dir): `python -m actors.job
 <pipeline_id>`. Its record lives in Redis at `esb:pl:<id>`; its results, checkpoints and
-progress under the same prefix (cluster.pipeline_store).
+progress under the same prefix (cluster.stores.pipelines).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from cluster.bus import Bus, shared_bus
 from cluster.errors import InvalidInput, NotFound, ServiceUnavailable
-from cluster.pipeline_store import prefix
-from cluster.processing_models import PipelineRecord
+from cluster.models.pipelines import PipelineRecord
+from cluster.services.bus import Bus, shared_bus
+from cluster.services.streaming import check_identifier, kafka_topic
 from cluster.settings import Settings
-from cluster.streaming import check_identifier, kafka_topic
+from cluster.stores.pipelines import prefix
 from pipelines.spec import PipelineSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 
-from cluster import processes
-from cluster.processes import ProcessRecord, Progress, say
 from cluster.settings import Settings
+from cluster.stack import processes
+from cluster.stack.processes import ProcessRecord, Progress, say
 
 LABEL = "Redis"
 READY_TIMEOUT_S = 30.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from cluster.errors import Conflict, NotFound
-from cluster.models import StreamRecord
+from cluster.models.streams import StreamRecord
 
 ALL = "esb:streams"
 

@@ -17,13 +17,13 @@ import orjson
 import polars as pl
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from cluster.bus import Bus, shared_bus
 from cluster.errors import BadRequest, InvalidInput
-from cluster.event_crypto import EventCipher
-from cluster.kafka_clients import new_consumer
-from cluster.models import StreamRecord
+from cluster.kafka.clients import new_consumer
+from cluster.models.streams import StreamRecord
+from cluster.models.subscriptions import SubscriptionConfig
+from cluster.security.event_crypto import EventCipher
+from cluster.services.bus import Bus, shared_bus
 from cluster.settings import Settings
-from cluster.subscription_models import SubscriptionConfig
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
 
@@ -53,7 +53,9 @@ class EventConsumptionService:
     ) -> str:
         """As in the product quick start: answers the subscription id. The webhook signing
         secret is shown once, by SubscriptionService.create_subscription (which this calls)."""
-        from cluster.subscriptions import SubscriptionService  # it imports this module's peers
+        from cluster.services.subscriptions import (
+            SubscriptionService,  # it imports this module's peers
+        )
 
         record, _secret = await SubscriptionService(bus=self._bus).create_subscription(
             config, tenant_id, created_by
