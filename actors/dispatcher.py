@@ -44,12 +44,13 @@ import ray
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from redis import Redis
 
+from cluster import naming
 from cluster.kafka.clients import consumer_config, producer_config
-from cluster.models.subscriptions import EventFilter, SubscriptionRecord, sub_key
+from cluster.models.subscriptions import EventFilter, SubscriptionRecord
 from cluster.security.errors import DecryptionFailed
 from cluster.security.event_crypto import stream_cipher
 from cluster.security.webhooks import Outcome, WebhookSender
-from cluster.settings import Settings
+from cluster.settings import Settings, get_settings
 
 log = logging.getLogger("esb.dispatcher")
 TP = tuple[str, int]
@@ -173,7 +174,7 @@ class Dispatcher:
         if now - self._state_checked < STATE_POLL_S:
             return
         self._state_checked = now
-        raw = self.redis.get(sub_key(self.record.subscription_id, "state"))
+        raw = self.redis.get(naming.sub_key(self.record.subscription_id, "state"))
         state = raw.decode() if isinstance(raw, bytes) else (raw or "active")
         if state != self.state:
             self._set_state(state)
@@ -200,9 +201,9 @@ class Dispatcher:
 
     def _disable(self, why: str) -> None:
         """410 Gone: the subscription is disabled (resume re-enables it)."""
-        self.redis.set(sub_key(self.record.subscription_id, "state"), "disabled")
+        self.redis.set(naming.sub_key(self.record.subscription_id, "state"), "disabled")
         self.redis.publish(
-            sub_key(self.record.subscription_id, "live"),
+            naming.sub_key(self.record.subscription_id, "live"),
             orjson.dumps({"type": "state", "state": "disabled", "reason": why}),
         )
         self._set_state("disabled")
@@ -351,7 +352,7 @@ class Dispatcher:
         if outcome.ok:
             if self.mode == "exactly_once":
                 self.redis.set(
-                    sub_key(self.record.subscription_id, f"done:{pending.webhook_id}"),
+                    naming.sub_key(self.record.subscription_id, f"done:{pending.webhook_id}"),
                     1,
                     ex=self.settings.idempotency_ttl_s,
                 )
@@ -383,7 +384,7 @@ class Dispatcher:
         return False
 
     def _already_delivered(self, webhook_id: str) -> bool:
-        key = sub_key(self.record.subscription_id, f"done:{webhook_id}")
+        key = naming.sub_key(self.record.subscription_id, f"done:{webhook_id}")
         return bool(self.redis.exists(key))
 
     def _forward(self, msg: Message, cycle: Cycle) -> None:
@@ -465,16 +466,16 @@ class Dispatcher:
         sid = self.record.subscription_id
         pipe = self.redis.pipeline(transaction=False)
         for name, n in cycle.counters.items():
-            pipe.hincrby(sub_key(sid, "stats"), name, n)
+            pipe.hincrby(naming.sub_key(sid, "stats"), name, n)
         if cycle.last_error is not None:
             pipe.hset(
-                sub_key(sid, "stats"),
+                naming.sub_key(sid, "stats"),
                 mapping={"last_error": cycle.last_error[:500], "last_error_at": _now_iso()},
             )
         if cycle.live:
             for start in range(0, len(cycle.live), LIVE_ITEMS_MAX):
                 doc = {"type": "deliveries", "items": cycle.live[start : start + LIVE_ITEMS_MAX]}
-                pipe.publish(sub_key(sid, "live"), orjson.dumps(doc))
+                pipe.publish(naming.sub_key(sid, "live"), orjson.dumps(doc))
         pipe.execute()
 
     async def close(self) -> None:
@@ -517,7 +518,7 @@ def run_dispatcher(
     redis = Redis.from_url(settings.redis)
     backoff_s = 1.0
     while not stop.is_set():
-        if redis.get(sub_key(record.subscription_id, "state")) in (b"cancelled", None):
+        if redis.get(naming.sub_key(record.subscription_id, "state")) in (b"cancelled", None):
             return
         try:
             asyncio.run(Dispatcher(settings, record, index).run(stop.is_set))
@@ -525,7 +526,7 @@ def run_dispatcher(
         except Exception as exc:
             log.exception("dispatcher %s/%d failed; rebuilding", record.subscription_id, index)
             redis.hset(
-                sub_key(record.subscription_id, "stats"),
+                naming.sub_key(record.subscription_id, "stats"),
                 mapping={
                     "last_error": f"dispatcher: {type(exc).__name__}: {exc}"[:500],
                     "last_error_at": _now_iso(),
@@ -539,12 +540,12 @@ def run_dispatcher(
 class DispatcherActor:
     """The Ray shell. Dispatching starts in the constructor, so a restart by Ray resumes it."""
 
-    def __init__(self, settings: dict[str, Any], record: dict[str, Any], index: int) -> None:
+    def __init__(self, record: dict[str, Any], index: int) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        config = Settings(**settings)
+        config = get_settings()  # from the runtime_env the launcher gives (worker_env)
         subscription = SubscriptionRecord.model_validate(record)
         # Counted before the actor answers any call: a start is never missed by a status read.
-        stats = sub_key(subscription.subscription_id, "stats")
+        stats = naming.sub_key(subscription.subscription_id, "stats")
         Redis.from_url(config.redis).hincrby(stats, "dispatcher_starts", 1)
         self._stop = threading.Event()
         self._thread = threading.Thread(

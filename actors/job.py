@@ -20,6 +20,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from redis import Redis
 
 from actors.partition_owner import PartitionOwnerActor
+from cluster import naming, ray_client
 from cluster.models.pipelines import PipelineRecord, spread
 from cluster.settings import Settings, get_settings
 
@@ -27,12 +28,8 @@ log = logging.getLogger("esb.pipeline")
 RESTART_BACKOFF_S = 1.0
 
 
-def owner_name(pipeline_id: str, index: int) -> str:
-    return f"esb-pl-{pipeline_id}-owner-{index}"
-
-
 def load_record(settings: Settings, pipeline_id: str) -> PipelineRecord:
-    raw = Redis.from_url(settings.redis).get(f"esb:pl:{pipeline_id}")
+    raw = Redis.from_url(settings.redis).get(naming.pipeline_key(pipeline_id))
     if raw is None:
         raise SystemExit(f"pipeline {pipeline_id} is not registered")
     return PipelineRecord.model_validate_json(raw)
@@ -40,12 +37,12 @@ def load_record(settings: Settings, pipeline_id: str) -> PipelineRecord:
 
 def start_owner(settings: Settings, record: PipelineRecord, index: int, parts: list[int]) -> Any:
     return PartitionOwnerActor.options(  # type: ignore[attr-defined]
-        name=owner_name(record.pipeline_id, index),
-        namespace="esb",
+        name=naming.owner_name(record.pipeline_id, index),
+        namespace=naming.RAY_NAMESPACE,
         lifetime="non_detached",
         scheduling_strategy="SPREAD",  # owners over the cluster's nodes, not packed on one
         runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
-    ).remote(settings.model_dump(mode="json"), record.model_dump(mode="json"), parts)
+    ).remote(record.model_dump(mode="json"), parts)  # Settings: from the job's environment
 
 
 def supervise(settings: Settings, record: PipelineRecord) -> None:
@@ -70,9 +67,9 @@ def supervise(settings: Settings, record: PipelineRecord) -> None:
         log.warning("owner %d of pipeline %s ended (%s)", index, record.pipeline_id, outcome)
         if outcome == "fenced":  # another job instance owns these partitions now
             continue
-        redis.hincrby(f"esb:pl:{record.pipeline_id}:job", "owner_restarts", 1)
+        redis.hincrby(naming.pipeline_key(record.pipeline_id, "job"), "owner_restarts", 1)
         time.sleep(RESTART_BACKOFF_S)
-        _wait_name_free(owner_name(record.pipeline_id, index))
+        _wait_name_free(naming.owner_name(record.pipeline_id, index))
         running[start_owner(settings, record, index, groups[index]).run.remote()] = index
 
 
@@ -81,7 +78,7 @@ def _wait_name_free(name: str, deadline_s: float = 30.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
-            ray.get_actor(name, namespace="esb")
+            ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
         except ValueError:
             return
         time.sleep(0.2)
@@ -91,7 +88,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     record = load_record(settings, argv[0])
-    ray.init(namespace="esb", log_to_driver=True)
+    ray_client.connect(settings, log_to_driver=True)
     supervise(settings, record)
     return 0
 

@@ -21,10 +21,11 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
+from cluster import naming
 from cluster.kafka.clients import committed_offsets, new_consumer, producer_config
 from cluster.models.pipelines import PipelineRecord
 from cluster.security.event_crypto import stream_cipher
-from cluster.settings import Settings
+from cluster.settings import Settings, get_settings
 from cluster.stores.pipelines import Commit, Fenced, PipelineStore
 from pipelines.arrow_batch import decode_batch, is_arrow_batch
 from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
@@ -61,7 +62,9 @@ class PartitionOwner:
         self.output: Producer | None = None
         if record.output_topic is not None:
             # One transactional id per partition set: a successor's init fences this producer.
-            txn_id = f"esb.{record.tenant_id}.pl.{record.pipeline_id}.p{self.store.owner_key}"
+            txn_id = naming.owner_transactional_id(
+                record.tenant_id, record.pipeline_id, self.store.owner_key
+            )
             self.output = Producer(producer_config(settings, **{"transactional.id": txn_id}))
             self.output.init_transactions(60)
             self._finish_outbox()
@@ -231,9 +234,10 @@ class PartitionOwner:
 class PartitionOwnerActor:
     """The Ray shell: constructs the owner in the actor's process and runs it."""
 
-    def __init__(self, settings: dict[str, Any], record: dict[str, Any], partitions: list[int]):
+    def __init__(self, record: dict[str, Any], partitions: list[int]):
+        # Settings come from the job's runtime_env (cluster.settings.worker_env), one way.
         self.owner = PartitionOwner(
-            Settings(**settings), PipelineRecord.model_validate(record), partitions
+            get_settings(), PipelineRecord.model_validate(record), partitions
         )
 
     def run(self) -> str:

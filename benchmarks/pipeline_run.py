@@ -20,11 +20,12 @@ import orjson
 import polars as pl
 from redis import Redis
 
-from actors.job import owner_name
 from benchmarks.datagen import TENANT, WINDOW_MS, normalise
 from benchmarks.measure import Sample
 from benchmarks.procstat import CpuMeter, alive
 from benchmarks.stack import BenchStack
+from cluster import naming
+from cluster.naming import owner_name
 
 POLL_S = 0.02
 DEADLINE_S = 600.0
@@ -77,7 +78,7 @@ class PipelineRun:
         )
         answer.raise_for_status()
         self.pipeline_id = str(answer.json()["pipeline_id"])
-        self.base = f"esb:pl:{self.pipeline_id}"
+        self.base = naming.pipeline_key(self.pipeline_id)
         self.owners_ready_s: float | None = None
         self._stop = threading.Event()
         self._finder = threading.Thread(target=self._find_owners, daemon=True)

@@ -3,16 +3,26 @@
 Everything else receives a :class:`Settings` (or reads :func:`get_settings`), so tests and the
 local stack can build their own without touching the process environment.
 
+Workers (a pipeline's job and its partition owners, subscription dispatchers) get their settings
+one way: the environment of their Ray runtime_env, built by :func:`worker_env` from exactly
+:data:`WORKER_FIELDS`; anything else takes its default there. Secrets are `SecretStr`: dumps,
+reprs and logs show `**********`.
+
 >>> Settings(api_port=9000).api_port
 9000
+>>> str(Settings(jwt_secret_key="s" * 32).jwt_secret_key)
+'**********'
+>>> worker_env(Settings(redis_port=7000))["REDIS_URL"]
+'redis://127.0.0.1:7000/0'
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,7 +71,7 @@ class Settings(BaseSettings):
 
     # Authentication (README "Security"). The algorithm is pinned here, never read from a token.
     jwt_algorithm: str = "HS256"
-    jwt_secret_key: str | None = None  # HS*; the local stack generates one into the state dir
+    jwt_secret_key: SecretStr | None = None  # HS*; the local stack generates one into the state dir
     jwt_jwks: str | None = None  # RS*/ES*: a JWKS file path or https:// URL
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -72,7 +82,7 @@ class Settings(BaseSettings):
 
     # Encryption at rest for `encrypted: true` streams: a base64 32-byte key, or a file holding
     # one (or JSON with several, for rotation). The local stack generates a key file.
-    esb_master_key: str | None = None
+    esb_master_key: SecretStr | None = None
     esb_master_key_file: Path | None = None
 
     # Per-tenant quotas (None: unlimited); `esb_quota_overrides` gives some tenants others,
@@ -127,6 +137,46 @@ class Settings(BaseSettings):
     def api_url(self) -> str:
         scheme = "https" if self.api_tls else "http"
         return f"{scheme}://{self.api_host}:{self.api_port}"
+
+    def identity(self) -> str:
+        """Tells settings apart, secrets included (hashed: the dump hides them)."""
+        secrets = (self.jwt_secret_key, self.esb_master_key)
+        revealed = [s.get_secret_value() if s else "" for s in secrets]
+        digest = hashlib.sha256("\0".join(revealed).encode()).hexdigest()
+        return f"{self.model_dump_json()}|{digest}"
+
+
+# What a worker process needs; its addresses are the resolved ones (a local stack's ports).
+WORKER_FIELDS = (
+    "kafka_bootstrap_servers",
+    "kafka_security_protocol",
+    "kafka_ssl_ca_location",  # the path must exist on every node
+    "redis_url",
+    "ray_auth_mode",
+    "allow_private_webhooks",
+    "webhook_timeout_s",
+    "esb_master_key",  # prefer the file: an inline key shows in the Ray dashboard's runtime env
+    "esb_master_key_file",
+    "log_level",
+)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment variables a worker's `Settings()` reads: WORKER_FIELDS, unset ones left
+    out. The one place secrets are revealed, into the runtime_env of the bus's own workers."""
+    values = {
+        **settings.model_dump(include=set(WORKER_FIELDS)),
+        "kafka_bootstrap_servers": settings.kafka_bootstrap,
+        "redis_url": settings.redis,
+    }
+    env = {}
+    for name in WORKER_FIELDS:
+        value = values[name]
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is not None:
+            env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
 
 
 @lru_cache(maxsize=1)

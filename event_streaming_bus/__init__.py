@@ -23,6 +23,7 @@
 Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings) unless given a Settings.
 """
 
+from actors.launcher import DispatcherLauncher as _Launcher
 from cluster.errors import (
     BadRequest,
     Conflict,
@@ -35,14 +36,40 @@ from cluster.errors import (
 from cluster.models.streams import StreamConfig, StreamRecord
 from cluster.models.subscriptions import RetryPolicy, SubscriptionConfig, SubscriptionRecord
 from cluster.security.webhooks import verify as verify_webhook
-from cluster.services.consumption import EventConsumptionService
+from cluster.services import consumption as _consumption
+from cluster.services import subscriptions as _subscriptions
+from cluster.services.bus import Bus as _Bus
+from cluster.services.bus import shared_bus as _shared_bus
 from cluster.services.processing import StreamProcessingService
 from cluster.services.publishing import BatchReceipt, EventPublishingService, PublishReceipt
 from cluster.services.streaming import EventStreamingService
-from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
 from pipelines.envelope import EventConfig, EventIn
 from pipelines.spec import PipelineSpec
+
+
+class SubscriptionService(_subscriptions.SubscriptionService):
+    """The SDK's subscription service: push subscriptions' dispatchers run as Ray actors
+    (actors.launcher), on the cluster at RAY_ADDRESS."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        bus: _Bus | None = None,
+        launcher: _subscriptions.Dispatchers | None = None,
+    ) -> None:
+        bus = bus or _shared_bus(settings)
+        super().__init__(bus=bus, launcher=launcher or _Launcher(bus.settings))
+
+
+class EventConsumptionService(_consumption.EventConsumptionService):
+    """Reads streams back; its create_subscription starts push dispatchers on Ray."""
+
+    def __init__(self, settings: Settings | None = None, *, bus: _Bus | None = None) -> None:
+        bus = bus or _shared_bus(settings)
+        super().__init__(bus=bus, subscriptions=SubscriptionService(bus=bus))
+
 
 __all__ = [
     "BadRequest",

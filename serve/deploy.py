@@ -5,18 +5,16 @@ With API_TLS_CERTFILE and API_TLS_KEYFILE set, Serve's HTTP proxy speaks HTTPS (
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 from typing import Any
 
 import httpx
-import ray
 from ray import serve as ray_serve
 
+from cluster import ray_client
 from cluster.errors import StackError
 from cluster.settings import Settings
-from cluster.stack.processes import tcp_open
 from serve.app import create_app
 
 APP_NAME = "esb-api"
@@ -40,23 +38,6 @@ def api_deployment(settings: Settings) -> Any:
     return BusApi.bind()  # type: ignore[attr-defined]
 
 
-def connect_ray(settings: Settings) -> None:
-    """Join the cluster at settings.ray_address as a driver (once per process)."""
-    if ray.is_initialized():
-        return
-    host, _, port = (settings.ray_address or "").rpartition(":")
-    if settings.ray_address and port.isdigit() and not tcp_open(host or "127.0.0.1", int(port)):
-        # ray.init would wait forever for a cluster that is gone.
-        raise StackError(f"no Ray cluster answers at {settings.ray_address}; start it (esb up)")
-    os.environ["RAY_AUTH_MODE"] = settings.ray_auth_mode  # must match the cluster's
-    ray.init(
-        address=settings.ray_address,
-        namespace="esb",
-        log_to_driver=False,
-        configure_logging=False,
-    )
-
-
 def http_options(settings: Settings) -> dict[str, Any]:
     """Serve's proxy options: host and port, and the certificate and key for HTTPS."""
     if (settings.api_tls_certfile is None) != (settings.api_tls_keyfile is None):
@@ -71,7 +52,7 @@ def http_options(settings: Settings) -> dict[str, Any]:
 def start_api(settings: Settings, progress: Any = print) -> None:
     """Run the API on the cluster's Serve at settings.api_url and wait until it answers."""
     options = http_options(settings)
-    connect_ray(settings)
+    ray_client.connect(settings)
     progress(f"[esb] deploying the API on Ray Serve at {settings.api_url} ...")
     started = time.monotonic()
     # An already running Serve keeps its proxy options: TLS changes need a new Ray head.
@@ -115,5 +96,5 @@ def _wait_healthy(settings: Settings, started: float) -> None:
 
 
 def stop_api(settings: Settings) -> None:
-    connect_ray(settings)
+    ray_client.connect(settings)
     ray_serve.delete(APP_NAME)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from actors.launcher import DispatcherLauncher
 from cluster.security.quotas import QuotaLimiter, quota_from, quota_overrides_from
 from cluster.services.bus import Bus
 from cluster.services.consumption import EventConsumptionService
@@ -33,13 +34,14 @@ class Services:
     @classmethod
     def create(cls, settings: Settings) -> Services:
         bus = Bus(settings)
+        subscriptions = SubscriptionService(bus=bus, launcher=DispatcherLauncher(settings))
         return cls(
             bus=bus,
             streams=EventStreamingService(bus=bus),
             publishing=EventPublishingService(bus=bus),
-            consumption=EventConsumptionService(bus=bus),
+            consumption=EventConsumptionService(bus=bus, subscriptions=subscriptions),
             processing=StreamProcessingService(bus=bus),
-            subscriptions=SubscriptionService(bus=bus),
+            subscriptions=subscriptions,
             quotas=QuotaLimiter(bus.redis, quota_from(settings), quota_overrides_from(settings)),
         )
 

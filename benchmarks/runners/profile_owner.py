@@ -23,6 +23,7 @@ from redis import Redis
 from actors.partition_owner import MAX_BATCH, PartitionOwner
 from benchmarks.pipeline_run import window_spec
 from benchmarks.runners.common import Clock
+from cluster import naming
 from cluster.kafka.clients import client_config
 from cluster.models.pipelines import PipelineRecord
 from cluster.settings import Settings
@@ -104,7 +105,7 @@ def main() -> None:
     )
     owner = PartitionOwner(settings, record, list(range(args.partitions)))
     results = Redis.from_url(args.redis)
-    key = f"esb:pl:{record.pipeline_id}:res"
+    key = naming.pipeline_key(record.pipeline_id, "res")
     profiler = cProfile.Profile()
     clock = Clock()
     events = 0

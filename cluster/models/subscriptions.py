@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cluster import naming
 from pipelines.decode import glob_to_regex
 
 DeliveryMode = Literal["at_most_once", "at_least_once", "exactly_once"]
@@ -147,24 +148,7 @@ class SubscriptionRecord(BaseModel):
         return f"{self.group_id}.{self.config.consumer_name}.{index}"
 
     def transactional_id(self, index: int) -> str:
-        return f"esb.{self.tenant_id}.sub.{self.subscription_id}.{index}"
-
-
-def sub_key(subscription_id: str, suffix: str = "") -> str:
-    """Redis keys of a subscription (see cluster.services.subscriptions)."""
-    return f"esb:sub:{subscription_id}" + (f":{suffix}" if suffix else "")
-
-
-def dead_letter_topic(tenant_id: str, subscription_id: str) -> str:
-    return f"esb.{tenant_id}.sub.{subscription_id}.dlq"
-
-
-def retry_topic(tenant_id: str, subscription_id: str) -> str:
-    return f"esb.{tenant_id}.sub.{subscription_id}.retry"
-
-
-def dispatcher_name(subscription_id: str, index: int) -> str:
-    return f"esb-sub-{subscription_id}-{index}"
+        return naming.dispatcher_transactional_id(self.tenant_id, self.subscription_id, index)
 
 
 def compile_globs(globs: Sequence[str]) -> re.Pattern[str] | None:

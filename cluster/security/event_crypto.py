@@ -58,7 +58,10 @@ def keyring_from(settings: Settings, client: redis.Redis | None = None) -> KeyRi
     """The KeyRing of these settings: master key(s) from ESB_MASTER_KEY or ESB_MASTER_KEY_FILE,
     wrapped data keys in the settings' Redis. InvalidInput when no usable master key is set."""
     try:
-        masters = MasterKeys.from_config(settings.esb_master_key, settings.esb_master_key_file)
+        masters = MasterKeys.from_config(
+            settings.esb_master_key.get_secret_value() if settings.esb_master_key else None,
+            settings.esb_master_key_file,
+        )
     except (OSError, ValueError, KeyError) as exc:  # unreadable file, bad JSON
         raise InvalidInput(f"cannot read the master key file: {exc}") from None
     store = RedisKeyStore(client or redis.Redis.from_url(settings.redis, socket_timeout=30))

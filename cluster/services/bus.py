@@ -97,7 +97,7 @@ _shared: dict[str, Bus] = {}
 def shared_bus(settings: Settings | None = None) -> Bus:
     """One Bus per settings per process, so SDK services built separately share their clients."""
     settings = settings or get_settings()
-    key = settings.model_dump_json()  # Settings holds a dict (quota overrides): not hashable
+    key = settings.identity()  # Settings holds a dict (quota overrides): not hashable
     if key not in _shared:
         _shared[key] = Bus(settings)
     return _shared[key]

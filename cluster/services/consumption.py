@@ -23,6 +23,7 @@ from cluster.models.streams import StreamRecord
 from cluster.models.subscriptions import SubscriptionConfig
 from cluster.security.event_crypto import EventCipher
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
@@ -45,19 +46,22 @@ def decode_cursor(cursor: str) -> dict[int, int]:
 
 
 class EventConsumptionService:
-    def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        bus: Bus | None = None,
+        subscriptions: SubscriptionService | None = None,
+    ) -> None:
         self._bus = bus or shared_bus(settings)
+        self._subscriptions = subscriptions or SubscriptionService(bus=self._bus)
 
     async def create_subscription(
         self, config: SubscriptionConfig, tenant_id: str, created_by: str = "sdk"
     ) -> str:
         """As in the product quick start: answers the subscription id. The webhook signing
         secret is shown once, by SubscriptionService.create_subscription (which this calls)."""
-        from cluster.services.subscriptions import (
-            SubscriptionService,  # it imports this module's peers
-        )
-
-        record, _secret = await SubscriptionService(bus=self._bus).create_subscription(
+        record, _secret = await self._subscriptions.create_subscription(
             config, tenant_id, created_by
         )
         return record.subscription_id

@@ -19,16 +19,15 @@ from typing import Any
 import orjson
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from cluster import naming
 from cluster.errors import InvalidInput, NotFound, ServiceUnavailable
 from cluster.models.pipelines import PipelineRecord
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.streaming import check_identifier, kafka_topic
-from cluster.settings import Settings
-from cluster.stores.pipelines import prefix
+from cluster.settings import Settings, worker_env
 from pipelines.spec import PipelineSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ALL = "esb:pls"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The job's working_dir is the project, but only its packages: an allowlist, so data or caches
 # that happen to sit in the checkout never bloat the upload (the Jobs API caps it at 100 MiB).
 PACKAGES = ("cluster", "actors", "pipelines", "serve", "event_streaming_bus")
@@ -82,18 +81,20 @@ class StreamProcessingService:
             encrypted=stream.encrypted,
         )
         redis = self._bus.redis
-        await redis.set(prefix(pipeline_id), record.model_dump_json())
-        await redis.sadd(ALL, pipeline_id)
+        await redis.set(naming.pipeline_key(pipeline_id), record.model_dump_json())
+        await redis.sadd(naming.ALL_PIPELINES, pipeline_id)
         try:
             await asyncio.to_thread(self._submit_job, record)
         except Exception:
-            await redis.delete(prefix(pipeline_id))
-            await redis.srem(ALL, pipeline_id)
+            await redis.delete(naming.pipeline_key(pipeline_id))
+            await redis.srem(naming.ALL_PIPELINES, pipeline_id)
             raise
         return record
 
     def _submit_job(self, record: PipelineRecord) -> None:
         settings = self._bus.settings
+        if record.encrypted and not (settings.esb_master_key or settings.esb_master_key_file):
+            raise InvalidInput("the stream is encrypted: set ESB_MASTER_KEY_FILE or ESB_MASTER_KEY")
         self._jobs.submit_job(
             # The interpreter this process runs on is the cluster's (the Ray workers'), with the
             # project installed; a bare `python` may be another one.
@@ -102,29 +103,23 @@ class StreamProcessingService:
             runtime_env={
                 "working_dir": str(PROJECT_ROOT),
                 "excludes": WORKING_DIR_EXCLUDES,
-                "env_vars": {
-                    **_kafka_env(settings),
-                    "REDIS_URL": settings.redis,
-                    "RAY_AUTH_MODE": settings.ray_auth_mode,
-                    "POLARS_MAX_THREADS": "1",
-                    **(_master_key_env(settings) if record.encrypted else {}),
-                },
+                "env_vars": {**worker_env(settings), "POLARS_MAX_THREADS": "1"},
             },
             entrypoint_num_cpus=0,
             metadata={"pipeline_id": record.pipeline_id, "tenant_id": record.tenant_id},
         )
 
     async def get_record(self, pipeline_id: str, tenant_id: str | None = None) -> PipelineRecord:
-        raw = await self._bus.redis.get(prefix(pipeline_id))
+        raw = await self._bus.redis.get(naming.pipeline_key(pipeline_id))
         record = PipelineRecord.model_validate_json(raw) if raw else None
         if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
             raise NotFound(f"pipeline {pipeline_id!r} not found")
         return record
 
     async def list_pipelines(self, tenant_id: str | None = None) -> list[PipelineRecord]:
-        members = await self._bus.redis.smembers(ALL)
+        members = await self._bus.redis.smembers(naming.ALL_PIPELINES)
         ids = sorted(_text(m) for m in members)
-        raws = await self._bus.redis.mget([prefix(i) for i in ids]) if ids else []
+        raws = await self._bus.redis.mget([naming.pipeline_key(i) for i in ids]) if ids else []
         records = [PipelineRecord.model_validate_json(r) for r in raws if r]
         return [r for r in records if tenant_id is None or r.tenant_id == tenant_id]
 
@@ -136,7 +131,7 @@ class StreamProcessingService:
         redis = self._bus.redis
         partitions, totals = [], dict[str, int]()
         for p in range(record.partitions):
-            raw = await redis.hgetall(f"{prefix(pipeline_id)}:progress:{p}")
+            raw = await redis.hgetall(naming.pipeline_key(pipeline_id, f"progress:{p}"))
             counters = {_text(k): int(v) for k, v in raw.items()}
             committed = counters.pop("offset", None)
             high = marks.get(p, (0, 0))[1]
@@ -152,7 +147,7 @@ class StreamProcessingService:
             )
             for name, value in counters.items():
                 totals[name] = totals.get(name, 0) + value
-        restarts = await redis.hget(f"{prefix(pipeline_id)}:job", "owner_restarts")
+        restarts = await redis.hget(naming.pipeline_key(pipeline_id, "job"), "owner_restarts")
         return {
             **record.model_dump(mode="json"),
             "state": "STOPPED" if record.stopped else job,
@@ -173,7 +168,7 @@ class StreamProcessingService:
         record = await self.get_record(pipeline_id, tenant_id)
         await asyncio.to_thread(self._stop_job, record.job_id)
         record = record.model_copy(update={"stopped": True})
-        await self._bus.redis.set(prefix(pipeline_id), record.model_dump_json())
+        await self._bus.redis.set(naming.pipeline_key(pipeline_id), record.model_dump_json())
         return record
 
     def _stop_job(self, job_id: str) -> None:
@@ -197,7 +192,7 @@ class StreamProcessingService:
         if not 1 <= limit <= MAX_RESULTS_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_RESULTS_PAGE}")
         await self.get_record(pipeline_id, tenant_id)
-        redis, base = self._bus.redis, prefix(pipeline_id)
+        redis, base = self._bus.redis, naming.pipeline_key(pipeline_id)
         low = "-inf" if from_ms is None else from_ms
         high = "+inf" if to_ms is None else f"({to_ms}"
         if latest is not None:
@@ -225,31 +220,8 @@ class StreamProcessingService:
         self, pipeline_id: str, tenant_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         await self.get_record(pipeline_id, tenant_id)
-        raw = await self._bus.redis.lrange(f"{prefix(pipeline_id)}:dead", 0, limit - 1)
+        raw = await self._bus.redis.lrange(naming.pipeline_key(pipeline_id, "dead"), 0, limit - 1)
         return [orjson.loads(r) for r in raw]
-
-
-def _kafka_env(settings: Settings) -> dict[str, str]:
-    """How the job reaches Kafka, security included (its Settings come from the environment).
-    The CA path must exist on every node the job's actors run on."""
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
-        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-    }
-    if settings.kafka_ssl_ca_location is not None:
-        env["KAFKA_SSL_CA_LOCATION"] = str(settings.kafka_ssl_ca_location)
-    return env
-
-
-def _master_key_env(settings: Settings) -> dict[str, str]:
-    """What an encrypted pipeline's job needs to decrypt, with the precedence MasterKeys uses.
-    Prefer ESB_MASTER_KEY_FILE (a path on every node): an inline ESB_MASTER_KEY is visible in
-    the job's runtime env (Ray dashboard, Jobs API)."""
-    if settings.esb_master_key:
-        return {"ESB_MASTER_KEY": settings.esb_master_key}
-    if settings.esb_master_key_file is not None:
-        return {"ESB_MASTER_KEY_FILE": str(settings.esb_master_key_file.resolve())}
-    raise InvalidInput("the stream is encrypted: set ESB_MASTER_KEY_FILE or ESB_MASTER_KEY")
 
 
 def _text(value: bytes | str) -> str:

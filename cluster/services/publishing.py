@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel
 
+from cluster import naming
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from cluster.models.streams import StreamRecord
 from cluster.security.event_crypto import EventCipher
@@ -68,10 +69,6 @@ class BatchReceipt(BaseModel):
     duplicates: int
     failed: int
     events: list[PublishReceipt]
-
-
-def _idem_key(stream_id: str, event_id: str) -> str:
-    return f"esb:idem:{stream_id}:{event_id}"
 
 
 def _records(
@@ -271,11 +268,13 @@ class EventPublishingService:
         redis = self._bus.redis
         async with redis.pipeline(transaction=False) as pipe:
             for i in claimed:
-                pipe.set(_idem_key(stream_id, ids[i]), b"{}", nx=True, ex=IN_FLIGHT_TTL_S)
+                pipe.set(
+                    naming.idempotency_key(stream_id, ids[i]), b"{}", nx=True, ex=IN_FLIGHT_TTL_S
+                )
             won = await pipe.execute()
         lost = [i for i, ok in zip(claimed, won, strict=True) if not ok]
         if lost:
-            originals = await redis.mget([_idem_key(stream_id, ids[i]) for i in lost])
+            originals = await redis.mget([naming.idempotency_key(stream_id, ids[i]) for i in lost])
             for i, raw in zip(lost, originals, strict=True):
                 where = orjson.loads(raw) if raw else {}
                 receipts[i] = PublishReceipt(index=i, event_id=ids[i], status="duplicate", **where)
@@ -291,7 +290,7 @@ class EventPublishingService:
         ttl = self._bus.settings.idempotency_ttl_s
         async with self._bus.redis.pipeline(transaction=False) as pipe:
             for r in mine:
-                key = _idem_key(stream_id, r.event_id)
+                key = naming.idempotency_key(stream_id, r.event_id)
                 if r.status == "published":
                     pipe.set(
                         key, orjson.dumps({"partition": r.partition, "offset": r.offset}), ex=ttl
@@ -302,4 +301,4 @@ class EventPublishingService:
 
     async def _release(self, stream_id: str, event_ids: list[str]) -> None:
         if event_ids:
-            await self._bus.redis.delete(*[_idem_key(stream_id, i) for i in event_ids])
+            await self._bus.redis.delete(*[naming.idempotency_key(stream_id, i) for i in event_ids])

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from cluster import naming
 from cluster.errors import InvalidInput
 from cluster.models.streams import StreamConfig, StreamProvisioned, StreamRecord
 from cluster.services.bus import Bus, shared_bus
@@ -20,7 +21,7 @@ from pipelines.envelope import IDENTIFIER, USER_ID
 
 
 def kafka_topic(tenant_id: str, topic_name: str) -> str:
-    return f"esb.{tenant_id}.{topic_name}"
+    return naming.stream_topic(tenant_id, topic_name)
 
 
 def check_identifier(value: str, what: str) -> str:

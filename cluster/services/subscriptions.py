@@ -22,26 +22,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
+from cluster import naming
 from cluster.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from cluster.kafka.clients import admin_client, committed_offsets, new_consumer
 from cluster.models.subscriptions import (
     EventFilter,
     SubscriptionConfig,
     SubscriptionRecord,
-    dead_letter_topic,
-    dispatcher_name,
-    retry_topic,
-    sub_key,
 )
 from cluster.security.event_crypto import EventCipher
 from cluster.security.webhooks import check_webhook_url, new_secret
@@ -49,72 +45,38 @@ from cluster.services.bus import Bus, shared_bus
 from cluster.services.streaming import check_identifier
 from cluster.settings import Settings
 
-ALL = "esb:subs"
+ALL = naming.ALL_SUBSCRIPTIONS
 MAX_DLQ_PAGE = 1000
 READ_DEADLINE_S = 15.0
 
 
 def _groups_key(tenant_id: str) -> str:
-    return f"esb:tenant:{tenant_id}:sub-groups"
+    return naming.tenant_key(tenant_id, "sub-groups")
 
 
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class DispatcherLauncher:
-    """Starts and stops dispatcher actors on the Ray cluster (joining it first if this process
-    is not a Ray driver or worker yet). Tests and the SDK may pass another implementation."""
+class Dispatchers(Protocol):
+    """Runs a push subscription's dispatchers: actors.launcher.DispatcherLauncher on Ray."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def start(self, record: SubscriptionRecord) -> None: ...
+    def stop(self, record: SubscriptionRecord) -> None: ...
+    def alive(self, record: SubscriptionRecord) -> list[bool]: ...
 
-    def _connect(self) -> Any:
-        import ray
 
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_AUTH_MODE", self._settings.ray_auth_mode)
-            ray.init(
-                address=self._settings.ray_address or "auto",
-                namespace="esb",
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        return ray
+class NoDispatchers:
+    """For services that only handle pull subscriptions (a higher layer injects the launcher)."""
 
-    def start(self, record: SubscriptionRecord) -> None:
-        from actors.dispatcher import DispatcherActor
+    def _refuse(self, record: SubscriptionRecord) -> Any:
+        raise ServiceUnavailable(
+            f"subscription {record.subscription_id} needs dispatchers, and this "
+            "SubscriptionService has no launcher: use event_streaming_bus.SubscriptionService, "
+            "or pass launcher=actors.launcher.DispatcherLauncher(settings)"
+        )
 
-        self._connect()
-        for index in range(record.dispatchers):
-            DispatcherActor.options(  # type: ignore[attr-defined]
-                name=dispatcher_name(record.subscription_id, index),
-                namespace="esb",
-                lifetime="detached",
-                get_if_exists=True,
-            ).remote(self._settings.model_dump(mode="json"), record.model_dump(mode="json"), index)
-
-    def stop(self, record: SubscriptionRecord) -> None:
-        ray = self._connect()
-        for index in range(record.dispatchers):
-            try:
-                actor = ray.get_actor(dispatcher_name(record.subscription_id, index), "esb")
-            except ValueError:
-                continue
-            with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
-                ray.get(actor.stop.remote(), timeout=30)
-            ray.kill(actor, no_restart=True)
-
-    def alive(self, record: SubscriptionRecord) -> list[bool]:
-        ray = self._connect()
-        found = []
-        for index in range(record.dispatchers):
-            try:
-                actor = ray.get_actor(dispatcher_name(record.subscription_id, index), "esb")
-                found.append(bool(ray.get(actor.running.remote(), timeout=5)))
-            except Exception:
-                found.append(False)
-        return found
+    start = stop = alive = _refuse
 
 
 class SubscriptionService:
@@ -123,10 +85,10 @@ class SubscriptionService:
         settings: Settings | None = None,
         *,
         bus: Bus | None = None,
-        launcher: DispatcherLauncher | None = None,
+        launcher: Dispatchers | None = None,
     ) -> None:
         self._bus = bus or shared_bus(settings)
-        self._launcher = launcher or DispatcherLauncher(self._bus.settings)
+        self._launcher: Dispatchers = launcher or NoDispatchers()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -171,9 +133,9 @@ class SubscriptionService:
             stream_id=stream.stream_id,
             kafka_topic=stream.kafka_topic,
             partitions=stream.partitions,
-            group_id=f"esb.{tenant_id}.{config.consumer_group_id}",
-            dead_letter_topic=dead_letter_topic(tenant_id, subscription_id),
-            retry_topic=retry_topic(tenant_id, subscription_id),
+            group_id=naming.subscription_group(tenant_id, config.consumer_group_id),
+            dead_letter_topic=naming.dead_letter_topic(tenant_id, subscription_id),
+            retry_topic=naming.retry_topic(tenant_id, subscription_id),
             output_topic=output,
             output_partitions=output_partitions,
             encrypted=stream.encrypted,
@@ -184,15 +146,17 @@ class SubscriptionService:
         try:
             await asyncio.to_thread(self._provision, record)
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.set(sub_key(subscription_id), record.model_dump_json())
-                pipe.set(sub_key(subscription_id, "state"), "active")
+                pipe.set(naming.sub_key(subscription_id), record.model_dump_json())
+                pipe.set(naming.sub_key(subscription_id, "state"), "active")
                 pipe.sadd(ALL, subscription_id)
                 await pipe.execute()
             if config.target != "pull":
                 await asyncio.to_thread(self._launcher.start, record)
         except Exception:
             await redis.hdel(_groups_key(tenant_id), config.consumer_group_id)
-            await redis.delete(sub_key(subscription_id), sub_key(subscription_id, "state"))
+            await redis.delete(
+                naming.sub_key(subscription_id), naming.sub_key(subscription_id, "state")
+            )
             await redis.srem(ALL, subscription_id)
             raise
         return record, secret
@@ -238,7 +202,7 @@ class SubscriptionService:
     async def get_record(
         self, subscription_id: str, tenant_id: str | None = None
     ) -> SubscriptionRecord:
-        raw = await self._bus.redis.get(sub_key(subscription_id))
+        raw = await self._bus.redis.get(naming.sub_key(subscription_id))
         record = SubscriptionRecord.model_validate_json(raw) if raw else None
         if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
             raise NotFound(f"subscription {subscription_id!r} not found")
@@ -247,8 +211,10 @@ class SubscriptionService:
     async def list_subscriptions(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
         members = await self._bus.redis.smembers(ALL)
         ids = sorted(_text(m) or "" for m in members)
-        raws = await self._bus.redis.mget([sub_key(i) for i in ids]) if ids else []
-        states = await self._bus.redis.mget([sub_key(i, "state") for i in ids]) if ids else []
+        raws = await self._bus.redis.mget([naming.sub_key(i) for i in ids]) if ids else []
+        states = (
+            await self._bus.redis.mget([naming.sub_key(i, "state") for i in ids]) if ids else []
+        )
         found = []
         for raw, state in zip(raws, states, strict=True):
             if raw is None:
@@ -259,13 +225,16 @@ class SubscriptionService:
         return found
 
     async def _state(self, subscription_id: str) -> str:
-        return _text(await self._bus.redis.get(sub_key(subscription_id, "state"))) or "unknown"
+        return (
+            _text(await self._bus.redis.get(naming.sub_key(subscription_id, "state"))) or "unknown"
+        )
 
     async def _set_state(self, record: SubscriptionRecord, state: str) -> None:
         redis = self._bus.redis
-        await redis.set(sub_key(record.subscription_id, "state"), state)
+        await redis.set(naming.sub_key(record.subscription_id, "state"), state)
         await redis.publish(
-            sub_key(record.subscription_id, "live"), orjson.dumps({"type": "state", "state": state})
+            naming.sub_key(record.subscription_id, "live"),
+            orjson.dumps({"type": "state", "state": state}),
         )
 
     async def pause(self, subscription_id: str, tenant_id: str | None = None) -> str:
@@ -307,7 +276,7 @@ class SubscriptionService:
         """State, lag per partition, counters, the last error, and whether dispatchers run."""
         record = await self.get_record(subscription_id, tenant_id)
         state = await self._state(subscription_id)
-        raw = await self._bus.redis.hgetall(sub_key(subscription_id, "stats"))
+        raw = await self._bus.redis.hgetall(naming.sub_key(subscription_id, "stats"))
         stats = {_text(k) or "": _text(v) for k, v in raw.items()}
         counters = {
             name: int(stats.pop(name, None) or 0)
@@ -429,7 +398,7 @@ class SubscriptionService:
         record = await self.get_record(subscription_id, tenant_id)
         if await self._state(subscription_id) == "cancelled":
             raise Conflict(f"subscription {subscription_id!r} is cancelled")
-        cursor_key = sub_key(subscription_id, "replay")
+        cursor_key = naming.sub_key(subscription_id, "replay")
         start = int(await self._bus.redis.get(cursor_key) or 0)
         page = await self.dead_letters(subscription_id, tenant_id, offset=start, limit=limit)
         entries = page["dead_letters"]
@@ -447,7 +416,7 @@ class SubscriptionService:
                 raise ServiceUnavailable(f"Kafka refused replayed records: {failed[:3]}")
             await self._bus.redis.set(cursor_key, entries[-1]["dlq_offset"] + 1)
             await self._bus.redis.hincrby(
-                sub_key(subscription_id, "stats"), "replayed", len(entries)
+                naming.sub_key(subscription_id, "stats"), "replayed", len(entries)
             )
         return {"subscription_id": subscription_id, "replayed": len(entries)}
 

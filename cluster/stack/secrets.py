@@ -4,7 +4,7 @@ state dir (mode 0600) when the settings give none, so `make run` is secure witho
 
 >>> import tempfile
 >>> s = with_local_secrets(Settings(esb_state_dir=Path(tempfile.mkdtemp())))
->>> len(s.jwt_secret_key) >= 32, s.esb_master_key_file.name
+>>> len(s.jwt_secret_key.get_secret_value()) >= 32, s.esb_master_key_file.name
 (True, 'master.key')
 """
 
@@ -15,6 +15,8 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from cluster.settings import Settings
 
@@ -44,8 +46,8 @@ def with_local_secrets(settings: Settings) -> Settings:
     folder = settings.esb_state_dir.resolve() / SECRETS_DIR
     update: dict[str, object] = {}
     if settings.jwt_secret_key is None and settings.jwt_algorithm.startswith("HS"):
-        update["jwt_secret_key"] = _read_or_create(
-            folder / "jwt_secret", lambda: secrets.token_urlsafe(48)
+        update["jwt_secret_key"] = SecretStr(
+            _read_or_create(folder / "jwt_secret", lambda: secrets.token_urlsafe(48))
         )
     if settings.esb_master_key is None and settings.esb_master_key_file is None:
         path = local_master_key_file(settings)

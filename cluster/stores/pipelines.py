@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
+from cluster import naming
 from cluster.errors import EsbError
 
 _COMMIT = """
@@ -119,10 +120,6 @@ class Commit:
         return [(result_member(doc), orjson.dumps(doc)) for doc in self.results]
 
 
-def prefix(pipeline_id: str) -> str:
-    return f"esb:pl:{pipeline_id}"
-
-
 def result_member(doc: dict[str, Any]) -> str:
     return f"{doc['key']}|{doc['window_start_ms']}|{doc['window_end_ms']}"
 
@@ -132,7 +129,7 @@ class PipelineStore:
 
     def __init__(self, redis: Redis, pipeline_id: str, partitions: list[int] | None = None) -> None:
         self._redis = redis
-        self._prefix = prefix(pipeline_id)
+        self._prefix = naming.pipeline_key(pipeline_id)
         self._commit = redis.register_script(_COMMIT)
         self.owner_key = "-".join(map(str, sorted(partitions or [])))
 

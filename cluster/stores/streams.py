@@ -11,22 +11,23 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from cluster import naming
 from cluster.errors import Conflict, NotFound
 from cluster.models.streams import StreamRecord
 
-ALL = "esb:streams"
+ALL = naming.ALL_STREAMS
 
 
 def _record_key(stream_id: str) -> str:
-    return f"esb:stream:{stream_id}"
+    return naming.stream_key(stream_id)
 
 
 def _names_key(tenant_id: str) -> str:
-    return f"esb:tenant:{tenant_id}:stream-names"
+    return naming.tenant_key(tenant_id, "stream-names")
 
 
 def _stats_key(stream_id: str) -> str:
-    return f"esb:stream:{stream_id}:stats"
+    return naming.stream_key(stream_id, "stats")
 
 
 class StreamRegistry:

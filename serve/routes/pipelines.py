@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster import naming
 from cluster.errors import EsbError
 from cluster.models.pipelines import PipelineRecord
 from cluster.security import Action, Principal, authorize
-from cluster.stores.pipelines import prefix
 from pipelines.spec import PipelineSpec
 from serve.auth import (
     Caller,
@@ -158,7 +158,7 @@ async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
         return
     await websocket.accept()
     pubsub = svc.bus.redis.pubsub()
-    await pubsub.subscribe(f"{prefix(pipeline_id)}:live")
+    await pubsub.subscribe(naming.pipeline_key(pipeline_id, "live"))
     try:
         await relay(websocket, redis_messages(pubsub))
     finally:

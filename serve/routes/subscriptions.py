@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from cluster import naming
 from cluster.errors import EsbError
-from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord, sub_key
+from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord
 from cluster.security import Action, Principal, authorize
 from serve.auth import (
     Caller,
@@ -207,7 +208,7 @@ async def live_subscription(websocket: WebSocket, subscription_id: str) -> None:
         return
     await websocket.accept()
     pubsub = svc.bus.redis.pubsub()
-    await pubsub.subscribe(sub_key(subscription_id, "live"))
+    await pubsub.subscribe(naming.sub_key(subscription_id, "live"))
     await websocket.send_text(orjson.dumps({"type": "status", **status}).decode())
     try:
         await relay(websocket, redis_messages(pubsub))

@@ -36,8 +36,8 @@ from cluster.services.consumption import EventConsumptionService
 from cluster.services.processing import StreamProcessingService
 from cluster.services.publishing import EventPublishingService
 from cluster.services.streaming import EventStreamingService
-from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
+from event_streaming_bus import SubscriptionService
 from pipelines.envelope import EventIn, partition_for
 from pipelines.spec import PipelineSpec
 from tests.integration.conftest import read_topic

@@ -26,9 +26,9 @@ from confluent_kafka import Producer
 from redis import Redis
 from websockets.sync.client import connect
 
-from actors.job import owner_name
 from actors.partition_owner import PartitionOwner
 from cluster.models.pipelines import PipelineRecord
+from cluster.naming import owner_name
 from cluster.services.bus import shared_bus
 from cluster.services.publishing import ArrowReceipt, EventPublishingService
 from cluster.settings import Settings

@@ -23,12 +23,13 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from cluster import naming
 from cluster.errors import InvalidInput
-from cluster.models.subscriptions import SubscriptionConfig, dispatcher_name
+from cluster.models.subscriptions import SubscriptionConfig
 from cluster.security.webhooks import verify
 from cluster.services.bus import Bus
-from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
+from event_streaming_bus import SubscriptionService
 from tests.integration.conftest import create_stream, read_topic, token
 
 pytestmark = pytest.mark.integration
@@ -258,7 +259,7 @@ def test_dispatcher_killed_between_delivering_and_committing(
 
     stream = create_stream(http, TENANT, f"kill-{mode[:8]}-{unique}", partitions=1)
     sub = subscribe(http, stream, webhook_url=receiver.url, delivery_mode=mode, batch_size=5)
-    actor = ray.get_actor(dispatcher_name(sub["subscription_id"], 0), namespace="esb")
+    actor = ray.get_actor(naming.dispatcher_name(sub["subscription_id"], 0), namespace="esb")
     pid = ray.get(actor.pid.remote(), timeout=60)
     killed: list[str] = []
 
@@ -292,7 +293,7 @@ def test_dispatcher_killed_between_delivering_and_committing(
 
 def _pid(ray: Any, sub: dict) -> int | None:
     try:
-        actor = ray.get_actor(dispatcher_name(sub["subscription_id"], 0), namespace="esb")
+        actor = ray.get_actor(naming.dispatcher_name(sub["subscription_id"], 0), namespace="esb")
         return int(ray.get(actor.pid.remote(), timeout=10))
     except Exception:
         return None
@@ -321,7 +322,9 @@ def test_exactly_once_forwarding_while_the_dispatcher_is_killed_repeatedly(
             pid = wait_for(lambda: _pid(ray, sub), "a running dispatcher")
             if wave % 2:
                 ray.kill(
-                    ray.get_actor(dispatcher_name(sub["subscription_id"], 0), namespace="esb"),
+                    ray.get_actor(
+                        naming.dispatcher_name(sub["subscription_id"], 0), namespace="esb"
+                    ),
                     no_restart=False,
                 )
             else:

@@ -1,0 +1,58 @@
+"""DispatcherLauncher: starts, stops and checks a subscription's dispatcher actors on the Ray
+cluster (joining it first when this process is not a Ray driver or worker yet).
+
+Each dispatcher is a detached, named actor (`naming.dispatcher_name`) in the bus's namespace;
+its Settings come from the runtime_env this launcher gives it (`cluster.settings.worker_env`).
+The subscription service takes any object with these three methods, so tests can pass a fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from actors.dispatcher import DispatcherActor
+from cluster import naming, ray_client
+from cluster.models.subscriptions import SubscriptionRecord
+from cluster.settings import Settings, worker_env
+
+
+class DispatcherLauncher:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def start(self, record: SubscriptionRecord) -> None:
+        ray_client.connect(self._settings)
+        for index in range(record.dispatchers):
+            DispatcherActor.options(  # type: ignore[attr-defined]
+                name=naming.dispatcher_name(record.subscription_id, index),
+                namespace=naming.RAY_NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                runtime_env={"env_vars": worker_env(self._settings)},
+            ).remote(record.model_dump(mode="json"), index)
+
+    def stop(self, record: SubscriptionRecord) -> None:
+        ray = ray_client.connect(self._settings)
+        for index in range(record.dispatchers):
+            try:
+                actor = ray.get_actor(
+                    naming.dispatcher_name(record.subscription_id, index), naming.RAY_NAMESPACE
+                )
+            except ValueError:
+                continue
+            with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
+                ray.get(actor.stop.remote(), timeout=30)
+            ray.kill(actor, no_restart=True)
+
+    def alive(self, record: SubscriptionRecord) -> list[bool]:
+        ray = ray_client.connect(self._settings)
+        found = []
+        for index in range(record.dispatchers):
+            try:
+                actor = ray.get_actor(
+                    naming.dispatcher_name(record.subscription_id, index), naming.RAY_NAMESPACE
+                )
+                found.append(bool(ray.get(actor.running.remote(), timeout=5)))
+            except Exception:
+                found.append(False)
+        return found
