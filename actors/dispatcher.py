@@ -45,9 +45,9 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from redis import Redis
 
 from cluster import naming
+from cluster.errors import DecryptionFailed
 from cluster.kafka.clients import consumer_config, producer_config
 from cluster.models.subscriptions import EventFilter, SubscriptionRecord
-from cluster.security.errors import DecryptionFailed
 from cluster.security.event_crypto import stream_cipher
 from cluster.security.webhooks import Outcome, WebhookSender
 from cluster.settings import Settings, get_settings

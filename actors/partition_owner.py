@@ -22,11 +22,12 @@ from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
 from cluster import naming
+from cluster.errors import Fenced
 from cluster.kafka.clients import committed_offsets, new_consumer, producer_config
 from cluster.models.pipelines import PipelineRecord
 from cluster.security.event_crypto import stream_cipher
 from cluster.settings import Settings, get_settings
-from cluster.stores.pipelines import Commit, Fenced, PipelineStore
+from cluster.stores.pipelines import Commit, PipelineStore
 from pipelines.arrow_batch import decode_batch, is_arrow_batch
 from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
 from pipelines.windows import WindowDefinition, WindowOperator

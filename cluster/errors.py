@@ -1,34 +1,59 @@
-"""The one exception tree of the bus. HTTP maps each class to its status code.
+"""The one exception tree of the bus. HTTP maps each class to its status code and sends its
+`headers`; `detail` says what is wrong and how to fix it.
 
-EsbError                      500  (never raised for bad input)
+EsbError                      500  (never raised for bad input)          pipelines.errors
 ├── InvalidInput              422  a field is missing, mistyped or out of range
-│   └── BadRequest            400  the body cannot be parsed at all
+│   ├── BadRequest            400  the body cannot be parsed at all
+│   ├── SpecError             422  a pipeline spec is invalid            pipelines.errors
+│   └── DecodeError           422  values that are not CloudEvents       pipelines.errors
+├── SnapshotError             500  a window resume state is corrupt      pipelines.errors
 ├── UnsupportedMediaType      415
 ├── PayloadTooLarge           413  body bytes or batch size over the configured limit
 ├── NotFound                  404
 ├── Conflict                  409
+├── Fenced                    409  another owner took the partition over (cluster.stores)
 ├── ServiceUnavailable        503  Kafka, Redis or Ray cannot be reached
+├── Unauthorized              401  no token, or a token that fails verification
+├── Forbidden                 403  a valid token whose role or grants do not allow the call
+├── TooManyRequests           429  a tenant quota is exhausted for now (`retry_after_s`)
+├── DecryptionFailed          500  stored ciphertext does not authenticate (tampered, wrong key)
+│   └── KeyDeleted            410  the tenant's data key was deleted: the data is shredded
 └── StackError                -    the local stack could not start (CLI only)
+
+>>> Unauthorized("token expired").headers["WWW-Authenticate"]
+'Bearer error="invalid_token", error_description="token expired"'
+>>> TooManyRequests("slow down", retry_after_s=0.2).headers
+{'Retry-After': '1'}
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
+from pipelines.errors import DecodeError, EsbError, InvalidInput, SnapshotError, SpecError
 
-class EsbError(Exception):
-    status = 500
-    title = "Internal error"
-
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors or []
-
-
-class InvalidInput(EsbError):
-    status = 422
-    title = "Invalid input"
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "DecodeError",
+    "DecryptionFailed",
+    "EsbError",
+    "Fenced",
+    "Forbidden",
+    "InvalidInput",
+    "KeyDeleted",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "SnapshotError",
+    "SpecError",
+    "StackError",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
 
 
 class BadRequest(InvalidInput):
@@ -56,6 +81,13 @@ class Conflict(EsbError):
     title = "Conflict"
 
 
+class Fenced(EsbError):
+    """Another owner took this partition over; this owner must stop without writing."""
+
+    status = 409
+    title = "Fenced"
+
+
 class ServiceUnavailable(EsbError):
     status = 503
     title = "Service unavailable"
@@ -65,3 +97,71 @@ class StackError(EsbError):
     """The local stack could not start; the message says what is missing and how to fix it."""
 
     title = "Local stack error"
+
+
+_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750: no quote, backslash, controls
+
+
+class Unauthorized(EsbError):
+    """401: send `WWW-Authenticate` so clients know to (re)authenticate with a bearer token.
+
+    `error=None` is for a request without any token (RFC 6750 §3.1: no error code then).
+    """
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, *, error: str | None = "invalid_token", **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.error = error
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.error is None:
+            return {"WWW-Authenticate": 'Bearer realm="esb"'}
+        description = _UNSAFE.sub("", self.detail)[:200]
+        return {
+            "WWW-Authenticate": f'Bearer error="{self.error}", error_description="{description}"'
+        }
+
+
+class Forbidden(EsbError):
+    """403: authenticated, but the role or grants do not cover this call."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class TooManyRequests(EsbError):
+    """429: a quota is used up; `retry_after_s` says when trying again can succeed.
+
+    `retry_after_s=None` when waiting does not help (a count quota: delete something first).
+    """
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: float | None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class DecryptionFailed(EsbError):
+    """Stored ciphertext did not authenticate: tampered, truncated, or bound to other ids."""
+
+    status = 500
+    title = "Event data cannot be decrypted"
+
+
+class KeyDeleted(DecryptionFailed):
+    """The tenant's data key is gone (crypto-shredding): the data is unreadable for good."""
+
+    status = 410
+    title = "Gone"

@@ -20,18 +20,28 @@
 
     asyncio.run(main())
 
-Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings) unless given a Settings.
+Every error the SDK raises is an EsbError (the tree is drawn in cluster.errors) and exported
+here. Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings) unless given
+a Settings.
 """
 
 from actors.launcher import DispatcherLauncher as _Launcher
 from cluster.errors import (
     BadRequest,
     Conflict,
+    DecodeError,
+    DecryptionFailed,
     EsbError,
+    Forbidden,
     InvalidInput,
+    KeyDeleted,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    SpecError,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
 )
 from cluster.models.streams import StreamConfig, StreamRecord
 from cluster.models.subscriptions import RetryPolicy, SubscriptionConfig, SubscriptionRecord
@@ -75,13 +85,17 @@ __all__ = [
     "BadRequest",
     "BatchReceipt",
     "Conflict",
+    "DecodeError",
+    "DecryptionFailed",
     "EsbError",
     "EventConfig",
     "EventConsumptionService",
     "EventIn",
     "EventPublishingService",
     "EventStreamingService",
+    "Forbidden",
     "InvalidInput",
+    "KeyDeleted",
     "NotFound",
     "PayloadTooLarge",
     "PipelineSpec",
@@ -89,11 +103,15 @@ __all__ = [
     "RetryPolicy",
     "ServiceUnavailable",
     "Settings",
+    "SpecError",
     "StreamConfig",
     "StreamProcessingService",
     "StreamRecord",
     "SubscriptionConfig",
     "SubscriptionRecord",
     "SubscriptionService",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
     "verify_webhook",
 ]

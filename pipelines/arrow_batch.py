@@ -23,8 +23,8 @@ from typing import Any
 
 import polars as pl
 
-from cluster.errors import InvalidInput
 from pipelines.envelope import partition_for, rfc3339_ms
+from pipelines.errors import InvalidInput
 from pipelines.spec import FieldType
 
 FORMAT_HEADER: tuple[str, str | bytes | None] = ("esb-format", b"arrow-batch-v1")

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from cluster.errors import InvalidInput
+from pipelines.errors import DecodeError
 from pipelines.spec import RESERVED_COLUMNS, FieldType
 
 __all__ = [
@@ -60,14 +60,6 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
 }
 _CHUNK = 4096
 _ENVELOPE = (("id", "event_id"), ("type", "event_type"), ("aggregateid", "aggregate_id"))
-
-
-class DecodeError(InvalidInput):
-    """Some values are not decodable CloudEvents; ``rejected`` holds their positions."""
-
-    def __init__(self, detail: str, rejected: Sequence[int]) -> None:
-        super().__init__(detail)
-        self.rejected = tuple(rejected)
 
 
 def decode_cloudevents(

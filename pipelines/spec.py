@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from cluster.errors import InvalidInput
+from pipelines.errors import SpecError
 
 __all__ = [
     "RESERVED_COLUMNS",
@@ -102,10 +102,6 @@ def _column_name(name: str, what: str) -> str:
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
-
-
-class SpecError(InvalidInput):
-    """A pipeline spec could not be parsed or failed validation (HTTP 422)."""
 
 
 class _Model(BaseModel):

@@ -28,9 +28,8 @@ async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
     extra = {"errors": exc.errors} if exc.errors else {}
-    # WWW-Authenticate on a 401, Retry-After on a 429 (cluster.security.errors).
-    headers = getattr(exc, "headers", None)
-    return problem(exc.status, exc.title, exc.detail, headers=headers, **extra)
+    # WWW-Authenticate on a 401, Retry-After on a 429 (cluster.errors).
+    return problem(exc.status, exc.title, exc.detail, headers=exc.headers or None, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -7,6 +7,13 @@ checks, client-settable fields), `encryption` + `keystore` (AES-256-GCM, tenant 
 `webhooks` (signatures, the SSRF guard).
 """
 
+from cluster.errors import (
+    DecryptionFailed,
+    Forbidden,
+    KeyDeleted,
+    TooManyRequests,
+    Unauthorized,
+)
 from cluster.security.access import (
     PERMISSIONS,
     SERVER_OWNED_FIELDS,
@@ -17,13 +24,6 @@ from cluster.security.access import (
 )
 from cluster.security.config import AuthConfig, auth_config_from
 from cluster.security.encryption import KeyRing, MasterKey, MasterKeys
-from cluster.security.errors import (
-    DecryptionFailed,
-    Forbidden,
-    KeyDeleted,
-    TooManyRequests,
-    Unauthorized,
-)
 from cluster.security.keystore import InMemoryKeyStore, RedisKeyStore, WrappedKeyStore
 from cluster.security.principal import ROLES, Principal, Role, is_valid_tenant_id
 from cluster.security.quotas import QuotaLimiter, TenantQuota, quota_from

@@ -9,7 +9,7 @@ the action on it (403 inside the caller's own tenant).
 >>> authorize(p, Action.STREAM_DELETE, stream="orders")
 Traceback (most recent call last):
 ...
-cluster.security.errors.Forbidden: role 'publisher' may not stream.delete (needs admin)
+cluster.errors.Forbidden: role 'publisher' may not stream.delete (needs admin)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from typing import Any
 
-from cluster.security.errors import Forbidden
+from cluster.errors import Forbidden
 from cluster.security.principal import ROLES, Principal, Role
 
 __all__ = [

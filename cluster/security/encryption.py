@@ -33,8 +33,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cluster.errors import InvalidInput
-from cluster.security.errors import DecryptionFailed, KeyDeleted
+from cluster.errors import DecryptionFailed, InvalidInput, KeyDeleted
 from cluster.security.keystore import InMemoryKeyStore, WrappedKeyStore
 
 __all__ = ["ENVELOPE_VERSION", "KeyRing", "MasterKey", "MasterKeys"]

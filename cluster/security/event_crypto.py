@@ -40,9 +40,8 @@ from typing import Any
 import orjson
 import redis
 
-from cluster.errors import InvalidInput
+from cluster.errors import DecryptionFailed, InvalidInput
 from cluster.security.encryption import KeyRing, MasterKeys, in_memory_keyring
-from cluster.security.errors import DecryptionFailed
 from cluster.security.keystore import RedisKeyStore
 from cluster.settings import Settings
 

@@ -16,8 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from cluster.errors import Conflict, PayloadTooLarge
-from cluster.security.errors import TooManyRequests
+from cluster.errors import Conflict, PayloadTooLarge, TooManyRequests
 
 if TYPE_CHECKING:
     import redis.asyncio

@@ -30,9 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cluster.errors import InvalidInput, ServiceUnavailable
+from cluster.errors import InvalidInput, ServiceUnavailable, Unauthorized
 from cluster.security.config import AuthConfig
-from cluster.security.errors import Unauthorized
 from cluster.security.principal import ANY, ROLES, Principal, Role, is_valid_tenant_id
 
 __all__ = ["TokenVerifier", "bearer_token", "mint_token", "public_jwk"]

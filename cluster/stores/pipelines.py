@@ -39,7 +39,7 @@ import orjson
 from redis import Redis
 
 from cluster import naming
-from cluster.errors import EsbError
+from cluster.errors import Fenced
 
 _COMMIT = """
 local prefix = ARGV[1]
@@ -87,13 +87,6 @@ if #results > 0 then
 end
 return {1}
 """
-
-
-class Fenced(EsbError):
-    """Another owner took this partition over; this owner must stop without writing."""
-
-    status = 409
-    title = "Fenced"
 
 
 @dataclass(frozen=True)

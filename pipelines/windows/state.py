@@ -19,16 +19,14 @@ from typing import Any
 
 import polars as pl
 
+from pipelines.errors import SnapshotError
+
 __all__ = ["SnapshotError", "WindowCounters", "WindowOutput", "pack_snapshot", "unpack_snapshot"]
 
 _MAGIC = b"ESBWIN1\n"
 # Watermark sentinels: before any event nothing is closed; after flush() everything is.
 WATERMARK_MIN = -(2**63)
 WATERMARK_MAX = 2**63 - 1
-
-
-class SnapshotError(ValueError):
-    """A resume state is corrupt or was taken with a different window definition."""
 
 
 @dataclass

@@ -25,13 +25,12 @@ import polars as pl
 from confluent_kafka import Consumer, TopicPartition
 from fastapi import APIRouter, WebSocket
 
-from cluster.errors import EsbError, InvalidInput
+from cluster.errors import DecryptionFailed, EsbError, InvalidInput
 from cluster.kafka.clients import new_consumer
 from cluster.kafka.topics import TopicAdmin
 from cluster.models.streams import StreamRecord
 from cluster.models.subscriptions import compile_globs
 from cluster.security import Action, authorize
-from cluster.security.errors import DecryptionFailed
 from cluster.security.event_crypto import EventCipher
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from serve.auth import authenticate, scope

@@ -27,12 +27,13 @@ from redis import Redis
 from websockets.sync.client import connect
 
 from actors.partition_owner import PartitionOwner
+from cluster.errors import Fenced
 from cluster.models.pipelines import PipelineRecord
 from cluster.naming import owner_name
 from cluster.services.bus import shared_bus
 from cluster.services.publishing import ArrowReceipt, EventPublishingService
 from cluster.settings import Settings
-from cluster.stores.pipelines import Fenced, PipelineStore
+from cluster.stores.pipelines import PipelineStore
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import rfc3339_ms
 from pipelines.spec import PipelineSpec
