@@ -23,6 +23,7 @@ from cluster.services.processing import StreamProcessingService
 from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings, get_settings
 from cluster.stack import local_stack
+from cluster.stack.demo import run_demo
 from cluster.stack.secrets import with_local_secrets
 from pipelines.spec import PipelineSpec
 
@@ -112,7 +113,6 @@ def print_urls(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """`make run`: the stack, a demo stream with a few events, then wait for Ctrl-C."""
-    from cluster.stack.demo import run_demo
 
     already = local_stack.running_services(settings)
     resolved = local_stack.up(settings)

@@ -21,6 +21,7 @@ from cluster.errors import InvalidInput
 from cluster.security.config import AuthConfig, auth_config_from
 from cluster.security.principal import ANY, ROLES, Role
 from cluster.security.tokens import mint_token, public_jwk
+from cluster.settings import get_settings
 
 __all__ = ["add_tokens_parser", "parse_duration", "tokens_command"]
 
@@ -85,8 +86,6 @@ def _config(source: Any) -> AuthConfig:
     if isinstance(source, AuthConfig):
         return source
     if source is None:
-        from cluster.settings import get_settings
-
         source = get_settings()
     return auth_config_from(source)
 

@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from cluster.errors import StackError
+from cluster.kafka.clients import security_config
 from cluster.security import tls
 from cluster.settings import Settings
 from cluster.stack import processes
@@ -228,8 +229,6 @@ def is_ready(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    from cluster.kafka.clients import security_config
-
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not processes.tcp_open(host or "127.0.0.1", int(port)):
         return False  # spares librdkafka's connection-refused noise while the JVM boots
@@ -243,7 +242,6 @@ def is_ready(
 
 def is_record_ready(record: ProcessRecord) -> bool:
     """The PLAINTEXT listener answers, and the TLS one too (verified with our CA) when there."""
-    from cluster.kafka.clients import security_config
 
     if not is_ready(record.address):
         return False

@@ -25,6 +25,7 @@ from cluster.settings import Settings
 from cluster.stack import kafka_broker, processes, ray_head, redis_server
 from cluster.stack.processes import ProcessRecord, Progress, say
 from cluster.stack.secrets import with_local_secrets
+from serve.deploy import start_api
 
 STATE_FILE = "stack.json"
 
@@ -228,8 +229,6 @@ def up(settings: Settings, *, progress: Progress = print, with_api: bool = True)
             raise
     resolved = with_local_secrets(_resolve(settings, state))
     if with_api:
-        from serve.deploy import start_api  # lazy: Ray Serve is heavy, and needs Ray up
-
         start_api(resolved, progress=progress)
     return resolved
 

@@ -43,6 +43,8 @@ Semantics (exact; the oracle tests in tests/unit/test_windows_oracle.py check th
 >>> resumed = WindowOperator.build(definition, resume_state=op.snapshot())
 """
 
+# fixed and session register their window kinds with WindowOperator.build on import
+from pipelines.windows import fixed, session  # noqa: F401
 from pipelines.windows.base import WindowOperator
 from pipelines.windows.definitions import (
     Aggregation,

@@ -31,7 +31,7 @@ from pipelines.windows.aggregations import (
     merge_exprs,
     partial_schema,
 )
-from pipelines.windows.definitions import SessionWindow, WindowDefinition
+from pipelines.windows.definitions import WindowDefinition
 from pipelines.windows.state import (
     WATERMARK_MAX,
     WATERMARK_MIN,
@@ -54,6 +54,8 @@ class WindowOperator(ABC):
     """Per-partition windowed aggregation over Polars batches; build with :meth:`build`."""
 
     kind: ClassVar[str]
+    window_types: ClassVar[tuple[type, ...]] = ()  # the window definitions this class runs
+    _by_window: ClassVar[dict[type, type[WindowOperator]]] = {}
 
     def __init__(self, definition: WindowDefinition) -> None:
         self.definition = definition
@@ -82,20 +84,18 @@ class WindowOperator(ABC):
         }
         self._state = pl.DataFrame(schema=self._state_schema)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each operator registers the window kinds it runs (pipelines.windows imports them all).
+        super().__init_subclass__(**kwargs)
+        for kind in cls.window_types:
+            WindowOperator._by_window[kind] = cls
+
     @classmethod
     def build(
         cls, definition: WindowDefinition, resume_state: bytes | None = None
     ) -> WindowOperator:
         """A fresh operator for ``definition``, or one resumed from a :meth:`snapshot`."""
-        from pipelines.windows.fixed import FixedWindowOperator
-        from pipelines.windows.session import SessionWindowOperator
-
-        impl: type[WindowOperator]
-        if isinstance(definition.window, SessionWindow):
-            impl = SessionWindowOperator
-        else:
-            impl = FixedWindowOperator
-        op = impl(definition)
+        op = WindowOperator._by_window[type(definition.window)](definition)
         if resume_state is not None:
             op._restore(resume_state)
         return op

@@ -58,6 +58,7 @@ class FixedWindowOperator(WindowOperator):
     """Tumbling or hopping windows, keyed by ``(key, window_start_ms)``."""
 
     kind = "fixed"
+    window_types = (TumblingWindow, HoppingWindow)
 
     def __init__(self, definition: WindowDefinition) -> None:
         super().__init__(definition)

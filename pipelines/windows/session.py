@@ -69,6 +69,7 @@ class SessionWindowOperator(WindowOperator):
     """Session windows with merging; see the module docstring for the exact rules."""
 
     kind = "session"
+    window_types = (SessionWindow,)
 
     def __init__(self, definition: WindowDefinition) -> None:
         super().__init__(definition)
