@@ -21,12 +21,15 @@ Redis (all under `esb:`):
     esb:pls, esb:pl:<id>[:<part>]               pipelines (cluster.stores.pipelines)
     esb:tenant:<t>:quota:<what>                 quota buckets and counts (cluster.security.quotas)
     esb:tenant:<t>:datakey[s][:<v>]             wrapped data keys (cluster.security.keystore)
+    esb:datakeys:tenants                        tenants that have data keys
 
 >>> stream_topic("acme", "orders"), sub_key("s1", "live"), pipeline_key("p1", "res")
 ('esb.acme.orders', 'esb:sub:s1:live', 'esb:pl:p1:res')
 """
 
 from __future__ import annotations
+
+import uuid
 
 RAY_NAMESPACE = "esb"
 REDIS_PREFIX = "esb"
@@ -72,6 +75,11 @@ def owner_transactional_id(tenant_id: str, pipeline_id: str, owner_key: str) -> 
     return f"{tenant_topic_prefix(tenant_id)}pl.{pipeline_id}.p{owner_key}"
 
 
+def reader_group(purpose: str) -> str:
+    """A throwaway group for a one-off read (offsets come from assign(), nothing is committed)."""
+    return f"{KAFKA_PREFIX}-{purpose}-{uuid.uuid4().hex}"
+
+
 # Ray ---------------------------------------------------------------------------------------
 
 
@@ -109,3 +117,8 @@ def pipeline_key(pipeline_id: str, part: str = "") -> str:
 def tenant_key(tenant_id: str, *parts: object, prefix: str = REDIS_PREFIX) -> str:
     """Keys a tenant owns: stream names, subscription groups, quotas, data keys."""
     return _key(prefix, "tenant", tenant_id, *parts)
+
+
+def datakey_tenants_key(prefix: str = REDIS_PREFIX) -> str:
+    """The set of tenants that have data keys (rotation walks it instead of SCAN)."""
+    return _key(prefix, "datakeys", "tenants")

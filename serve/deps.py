@@ -12,6 +12,7 @@ from actors.launcher import DispatcherLauncher
 from cluster.security.quotas import QuotaLimiter, quota_from, quota_overrides_from
 from cluster.services.bus import Bus
 from cluster.services.consumption import EventConsumptionService
+from cluster.services.live import LiveTail
 from cluster.services.processing import StreamProcessingService
 from cluster.services.publishing import EventPublishingService
 from cluster.services.streaming import EventStreamingService
@@ -27,6 +28,7 @@ class Services:
     streams: EventStreamingService
     publishing: EventPublishingService
     consumption: EventConsumptionService
+    live: LiveTail
     processing: StreamProcessingService
     subscriptions: SubscriptionService
     quotas: QuotaLimiter
@@ -40,6 +42,7 @@ class Services:
             streams=EventStreamingService(bus=bus),
             publishing=EventPublishingService(bus=bus),
             consumption=EventConsumptionService(bus=bus, subscriptions=subscriptions),
+            live=LiveTail(bus),
             processing=StreamProcessingService(bus=bus),
             subscriptions=subscriptions,
             quotas=QuotaLimiter(bus.redis, quota_from(settings), quota_overrides_from(settings)),

@@ -107,6 +107,18 @@ def committed_offsets(
     raise AssertionError("unreachable")
 
 
+def offsets_for_time(
+    consumer: Consumer, topic: str, marks: dict[int, tuple[int, int]], time_ms: int
+) -> dict[int, int]:
+    """Per partition of `marks` ((low, high) watermarks), the first offset whose record
+    timestamp (Kafka's: publish or log-append time) is >= time_ms; the high watermark where
+    no record is that recent."""
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, time_ms) for p in sorted(marks)], timeout=10
+    )
+    return {tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """The broker's answer for one record: where it landed, or why it did not."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -14,6 +13,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from cluster import naming
 from cluster.errors import Conflict, NotFound, ServiceUnavailable
 from cluster.kafka.clients import admin_client, new_consumer
 from cluster.settings import Settings
@@ -75,7 +75,7 @@ class TopicAdmin:
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """(low, high) offsets per partition."""
-        consumer = new_consumer(self._settings, f"esb-admin-{uuid.uuid4().hex}")
+        consumer = new_consumer(self._settings, naming.reader_group("admin"))
         try:
             # Loading the topic's metadata first: a fresh client asked for offsets of a topic it
             # has not seen answers "unknown partition".

@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Protocol
 
+from cluster import naming
+
 if TYPE_CHECKING:
     import redis
 
@@ -100,21 +102,21 @@ class RedisKeyStore:
     so rotation never has to SCAN the whole keyspace. Synchronous client: key lookups are
     rare (the KeyRing caches unwrapped keys)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "esb") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = naming.REDIS_PREFIX) -> None:
         self._redis = client
         self._prefix = prefix
         self._add = client.register_script(_ADD)
         self._delete = client.register_script(_DELETE)
 
     def _key(self, tenant: str, version: int) -> str:
-        return f"{self._prefix}:tenant:{tenant}:datakey:{version}"
+        return naming.tenant_key(tenant, "datakey", version, prefix=self._prefix)
 
     def _versions_key(self, tenant: str) -> str:
-        return f"{self._prefix}:tenant:{tenant}:datakeys"
+        return naming.tenant_key(tenant, "datakeys", prefix=self._prefix)
 
     @property
     def _tenants_key(self) -> str:
-        return f"{self._prefix}:datakeys:tenants"
+        return naming.datakey_tenants_key(self._prefix)
 
     def get(self, tenant: str, version: int) -> bytes | None:
         value = self._redis.get(self._key(tenant, version))

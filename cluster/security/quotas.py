@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from cluster import naming
 from cluster.errors import Conflict, PayloadTooLarge, TooManyRequests
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class QuotaLimiter:
         default: TenantQuota | None = None,
         overrides: Mapping[str, TenantQuota] | None = None,
         *,
-        prefix: str = "esb",
+        prefix: str = naming.REDIS_PREFIX,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._redis = client
@@ -166,7 +167,7 @@ class QuotaLimiter:
         return self.overrides.get(tenant, self.default)
 
     def _key(self, tenant: str, what: str) -> str:
-        return f"{self._prefix}:tenant:{tenant}:quota:{what}"
+        return naming.tenant_key(tenant, "quota", what, prefix=self._prefix)
 
     async def charge_publish(self, tenant: str, events: int, size_bytes: int) -> None:
         """Take `events` and `size_bytes` from the tenant's buckets, all or nothing.

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-import uuid
 from typing import Any
 
 import orjson
 import polars as pl
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from cluster import naming
 from cluster.errors import BadRequest, InvalidInput
-from cluster.kafka.clients import new_consumer
+from cluster.kafka.clients import new_consumer, offsets_for_time
 from cluster.models.streams import StreamRecord
 from cluster.models.subscriptions import SubscriptionConfig
 from cluster.security.event_crypto import EventCipher
@@ -103,7 +103,7 @@ class EventConsumptionService:
         """One page; events of an encrypted stream come back decrypted, and one that does not
         decrypt fails the read (DecryptionFailed, or KeyDeleted once the tenant's key is gone)."""
         consumer = new_consumer(
-            self._bus.settings, f"esb-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": False}
+            self._bus.settings, naming.reader_group("reader"), **{"enable.partition.eof": False}
         )
         try:
             topic = record.kafka_topic
@@ -135,13 +135,7 @@ class EventConsumptionService:
         if start is not None:
             return {p: max(start.get(p, marks[p][0]), marks[p][0]) for p in wanted}
         if from_time_ms is not None:
-            found = consumer.offsets_for_times(
-                [TopicPartition(topic, p, from_time_ms) for p in wanted], timeout=10
-            )
-            return {
-                tp.partition: marks[tp.partition][1] if tp.offset in (-1, OFFSET_END) else tp.offset
-                for tp in found
-            }
+            return offsets_for_time(consumer, topic, {p: marks[p] for p in wanted}, from_time_ms)
         return {p: max(from_offset or 0, marks[p][0]) for p in wanted}
 
     @staticmethod

@@ -27,6 +27,7 @@ from cluster.security.event_crypto import (
     keyring_from,
 )
 from cluster.services.bus import Bus
+from cluster.services.live import _frames
 from cluster.services.publishing import _sealed_arrow
 from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
@@ -34,7 +35,6 @@ from pipelines.arrow_batch import to_batches, to_cloudevents
 from pipelines.decode import decode_cloudevents
 from pipelines.envelope import EventIn, encode, to_cloudevent
 from pipelines.spec import FieldType
-from serve.routes.live import _frames
 
 CANARY = "CANARY-unit-9b1d"
 
