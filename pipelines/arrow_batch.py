@@ -25,7 +25,7 @@ import polars as pl
 
 from pipelines.envelope import partition_for, rfc3339_ms
 from pipelines.errors import InvalidInput
-from pipelines.spec import FieldType
+from pipelines.spec import POLARS_TYPES, FieldType
 
 FORMAT_HEADER: tuple[str, str | bytes | None] = ("esb-format", b"arrow-batch-v1")
 REQUIRED = ("event_type", "source_capability", "aggregate_id", "aggregate_type")
@@ -44,12 +44,6 @@ ENVELOPE = (
     "user_id",
     *TRACING,
 )
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-}
 
 
 def is_arrow_batch(headers: Any) -> bool:

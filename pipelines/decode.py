@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from pipelines.errors import DecodeError
-from pipelines.spec import RESERVED_COLUMNS, FieldType
+from pipelines.spec import POLARS_TYPES, RESERVED_COLUMNS, FieldType
 
 __all__ = [
     "DecodeError",
@@ -52,12 +52,6 @@ __all__ = [
     "with_window_key",
 ]
 
-_POLARS_TYPES: dict[str, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-}
 _CHUNK = 4096
 _ENVELOPE = (("id", "event_id"), ("type", "event_type"), ("aggregateid", "aggregate_id"))
 
@@ -99,7 +93,7 @@ def _read_schema(fields: Mapping[str, FieldType]) -> dict[str, pl.DataType]:
         "aggregateid": pl.String(),
     }
     if fields:  # without requested fields the payload is not even materialised
-        schema["data"] = pl.Struct({name: _POLARS_TYPES[t] for name, t in fields.items()})
+        schema["data"] = pl.Struct({name: POLARS_TYPES[t] for name, t in fields.items()})
     return schema
 
 
@@ -110,7 +104,7 @@ def _empty(fields: Mapping[str, FieldType]) -> pl.DataFrame:
         "aggregate_id": pl.String(),
         "event_time_ms": pl.Int64(),
     }
-    schema.update({name: _POLARS_TYPES[t] for name, t in fields.items()})
+    schema.update({name: POLARS_TYPES[t] for name, t in fields.items()})
     return pl.DataFrame(schema=schema)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Self
 
+import polars as pl
 import yaml
 from pydantic import (
     BaseModel,
@@ -47,6 +48,7 @@ from pydantic import (
 from pipelines.errors import SpecError
 
 __all__ = [
+    "POLARS_TYPES",
     "RESERVED_COLUMNS",
     "AggregationOp",
     "AggregationSpec",
@@ -63,6 +65,13 @@ __all__ = [
 ]
 
 FieldType = Literal["int", "float", "str", "bool"]
+# How each field type is held in Polars: decoding, windows and Arrow batches agree on it.
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "str": pl.String(),
+    "bool": pl.Boolean(),
+}
 AggregationOp = Literal[
     "count", "sum", "min", "max", "mean", "count_distinct", "first", "last", "percentile"
 ]

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 
 import polars as pl
 
-from pipelines.spec import FieldType
+from pipelines.spec import POLARS_TYPES, FieldType
 from pipelines.windows.definitions import Aggregation
 
 __all__ = [
@@ -42,12 +42,6 @@ __all__ = [
     "partial_schema",
 ]
 
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-}
 _TIME = "event_time_ms"
 _ID = "event_id"
 
