@@ -20,11 +20,12 @@ import orjson
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from cluster import naming
-from cluster.errors import InvalidInput, NotFound, ServiceUnavailable
+from cluster.errors import InvalidInput, ServiceUnavailable
 from cluster.models.pipelines import PipelineRecord
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.streaming import check_identifier, kafka_topic
 from cluster.settings import Settings, worker_env
+from cluster.stores.records import TenantRecords
 from pipelines.spec import PipelineSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,13 @@ MAX_RESULTS_PAGE = 1000
 class StreamProcessingService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
+
+    @property
+    def _records(self) -> TenantRecords[PipelineRecord]:
+        # Built per use: the bus's Redis client belongs to the running event loop.
+        return TenantRecords(
+            self._bus.redis, PipelineRecord, "pipeline", naming.pipeline_key, naming.ALL_PIPELINES
+        )
 
     @cached_property
     def _jobs(self) -> JobSubmissionClient:
@@ -110,18 +118,10 @@ class StreamProcessingService:
         )
 
     async def get_record(self, pipeline_id: str, tenant_id: str | None = None) -> PipelineRecord:
-        raw = await self._bus.redis.get(naming.pipeline_key(pipeline_id))
-        record = PipelineRecord.model_validate_json(raw) if raw else None
-        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
-            raise NotFound(f"pipeline {pipeline_id!r} not found")
-        return record
+        return await self._records.get(pipeline_id, tenant_id)
 
     async def list_pipelines(self, tenant_id: str | None = None) -> list[PipelineRecord]:
-        members = await self._bus.redis.smembers(naming.ALL_PIPELINES)
-        ids = sorted(_text(m) for m in members)
-        raws = await self._bus.redis.mget([naming.pipeline_key(i) for i in ids]) if ids else []
-        records = [PipelineRecord.model_validate_json(r) for r in raws if r]
-        return [r for r in records if tenant_id is None or r.tenant_id == tenant_id]
+        return await self._records.list(tenant_id)
 
     async def status(self, pipeline_id: str, tenant_id: str | None = None) -> dict[str, Any]:
         """The job's state and progress: lag per partition, events, windows, late events."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from cluster import naming
-from cluster.errors import Conflict, NotFound
+from cluster.errors import Conflict
 from cluster.models.streams import StreamRecord
+from cluster.stores.records import TenantRecords
 
 ALL = naming.ALL_STREAMS
 
@@ -33,6 +34,7 @@ def _stats_key(stream_id: str) -> str:
 class StreamRegistry:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._records = TenantRecords(redis, StreamRecord, "stream", _record_key, ALL)
 
     async def reserve_name(self, tenant_id: str, stream_name: str, stream_id: str) -> None:
         """Claim a name before the topic exists, so two creators cannot both win."""
@@ -50,12 +52,7 @@ class StreamRegistry:
             await pipe.execute()
 
     async def get(self, stream_id: str, tenant_id: str | None = None) -> StreamRecord:
-        raw = await self._redis.get(_record_key(stream_id))
-        record = StreamRecord.model_validate_json(raw) if raw else None
-        # Another tenant's stream answers exactly like a missing one.
-        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
-            raise NotFound(f"stream {stream_id!r} not found")
-        return record
+        return await self._records.get(stream_id, tenant_id)
 
     async def id_for_name(self, tenant_id: str, stream_name: str) -> str | None:
         found = await self._redis.hget(_names_key(tenant_id), stream_name)
@@ -68,12 +65,7 @@ class StreamRegistry:
         return await self.get(stream, tenant_id)
 
     async def list(self, tenant_id: str | None = None) -> list[StreamRecord]:
-        members = await self._redis.smembers(ALL)
-        ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-        raws = await self._redis.mget([_record_key(i) for i in ids]) if ids else []
-        records = [StreamRecord.model_validate_json(raw) for raw in raws if raw]
-        if tenant_id is not None:
-            records = [r for r in records if r.tenant_id == tenant_id]
+        records = await self._records.list(tenant_id)
         return sorted(records, key=lambda r: (r.tenant_id, r.stream_name))
 
     async def delete(self, record: StreamRecord) -> None:
