@@ -30,6 +30,14 @@ Id = Annotated[str | None, Query(min_length=1, max_length=128)]
     "",
     status_code=201,
     response_model=PublishResponse,
+    response_description="Published: the broker acknowledged the event.",
+    responses={
+        200: {
+            "model": PublishResponse,
+            "description": "A duplicate: this event id was published before, and this is where "
+            "it landed (status `duplicate`).",
+        }
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -54,7 +62,13 @@ async def publish_event(request: Request, svc: Svc, caller: Caller) -> JSONRespo
 @router.post(
     "/batch",
     response_model=BatchReceipt,
-    responses={207: {"description": "Some events failed at the broker; see each status."}},
+    response_description="Every event was published (or was a duplicate).",
+    responses={
+        207: {
+            "model": BatchReceipt,
+            "description": "Some events failed at the broker; see each status.",
+        }
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

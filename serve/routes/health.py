@@ -8,8 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from serve.deps import Services, Svc
+from serve.models import (
+    CheckFailed,
+    DatabaseHealth,
+    KafkaHealth,
+    Liveness,
+    RedisHealth,
+    StatusReport,
+)
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 8.0
@@ -50,13 +59,23 @@ async def _run(check: Check, svc: Services) -> dict[str, Any]:
         return {"status": "unavailable", "error": f"{type(exc).__name__}: {exc}"}
 
 
-@router.get("/health")
+@router.get("/health", response_model=Liveness)
 async def health() -> dict[str, str]:
     """Liveness: the API process answers."""
     return {"status": "ok"}
 
 
-@router.get("/api/v1/status")
+def _down(what: str, model: type[BaseModel] = CheckFailed) -> dict[int | str, dict[str, Any]]:
+    """How a failed check answers (HTTP 503)."""
+    return {503: {"model": model, "description": f"{what} is unavailable."}}
+
+
+@router.get(
+    "/api/v1/status",
+    response_model=StatusReport,
+    responses=_down("A dependency", StatusReport),
+    response_description="Every dependency answered.",
+)
 async def status(svc: Svc) -> JSONResponse:
     results = await asyncio.gather(*(_run(c, svc) for c in CHECKS.values()))
     body = dict(zip(CHECKS, results, strict=True))
@@ -69,17 +88,21 @@ async def _one(name: str, svc: Services) -> JSONResponse:
     return JSONResponse(result, 200 if result["status"] == "ok" else 503)
 
 
-@router.get("/api/v1/kafka/health")
+@router.get("/api/v1/kafka/health", response_model=KafkaHealth, responses=_down("Kafka"))
 async def kafka_health(svc: Svc) -> JSONResponse:
     return await _one("kafka", svc)
 
 
-@router.get("/api/v1/redis/health")
+@router.get("/api/v1/redis/health", response_model=RedisHealth, responses=_down("Redis"))
 async def redis_health(svc: Svc) -> JSONResponse:
     return await _one("redis", svc)
 
 
-@router.get("/api/v1/database/health")
+@router.get(
+    "/api/v1/database/health",
+    response_model=DatabaseHealth,
+    responses=_down("The metadata store"),
+)
 async def database_health(svc: Svc) -> JSONResponse:
     """The metadata store (Redis)."""
     return await _one("database", svc)

@@ -26,6 +26,14 @@ from serve.auth import (
 )
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc, services
+from serve.models import (
+    PipelineDeadLetters,
+    PipelineList,
+    PipelineResults,
+    PipelineStatus,
+    PipelineStopped,
+    PipelineSubmitted,
+)
 from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["pipelines"])
@@ -46,6 +54,7 @@ class SubmitPipeline(BaseModel):
 @router.post(
     "/api/v1/pipelines",
     status_code=201,
+    response_model=PipelineSubmitted,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -67,12 +76,12 @@ async def submit_pipeline(request: Request, svc: Svc, caller: Caller) -> JSONRes
     )
 
 
-@router.get("/api/v1/pipelines")
-async def list_pipelines(svc: Svc, caller: Caller, tenant_id: TenantQuery = None) -> dict[str, Any]:
+@router.get("/api/v1/pipelines", response_model=PipelineList)
+async def list_pipelines(svc: Svc, caller: Caller, tenant_id: TenantQuery = None) -> PipelineList:
     authorize(caller, Action.PIPELINE_READ)
     records = await svc.processing.list_pipelines(scope(caller, tenant_id))
     granted = [r for r in records if caller.grants_stream(r.stream_id, r.spec.source_stream)]
-    return {"pipelines": [r.model_dump(mode="json") for r in granted]}
+    return PipelineList(pipelines=granted)
 
 
 async def _pipeline(
@@ -85,7 +94,7 @@ async def _pipeline(
     return record
 
 
-@router.get("/api/v1/pipelines/{pipeline_id}")
+@router.get("/api/v1/pipelines/{pipeline_id}", response_model=PipelineStatus)
 async def get_pipeline(
     pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -94,7 +103,7 @@ async def get_pipeline(
     return await svc.processing.status(record.pipeline_id, record.tenant_id)
 
 
-@router.delete("/api/v1/pipelines/{pipeline_id}")
+@router.delete("/api/v1/pipelines/{pipeline_id}", response_model=PipelineStopped)
 async def stop_pipeline(
     pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -104,7 +113,7 @@ async def stop_pipeline(
     return {"pipeline_id": record.pipeline_id, "stopped": True}
 
 
-@router.get("/api/v1/pipelines/{pipeline_id}/results")
+@router.get("/api/v1/pipelines/{pipeline_id}/results", response_model=PipelineResults)
 async def pipeline_results(
     pipeline_id: str,
     svc: Svc,
@@ -130,7 +139,7 @@ async def pipeline_results(
     )
 
 
-@router.get("/api/v1/pipelines/{pipeline_id}/dead-letters")
+@router.get("/api/v1/pipelines/{pipeline_id}/dead-letters", response_model=PipelineDeadLetters)
 async def pipeline_dead_letters(
     pipeline_id: str,
     svc: Svc,

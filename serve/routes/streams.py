@@ -14,7 +14,14 @@ from cluster.security import Action, Principal, authorize
 from serve.auth import Caller, TenantQuery, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc
-from serve.models import CreateStreamRequest, StreamCreated, StreamList
+from serve.models import (
+    CreateStreamRequest,
+    EventPage,
+    StreamCreated,
+    StreamDeleted,
+    StreamList,
+    StreamMetrics,
+)
 
 router = APIRouter(prefix="/api/v1/streams", tags=["streams"])
 
@@ -73,7 +80,7 @@ async def get_stream(
     return await _stream(svc, caller, Action.STREAM_READ, stream_id, tenant_id)
 
 
-@router.delete("/{stream_id}")
+@router.delete("/{stream_id}", response_model=StreamDeleted)
 async def delete_stream(
     stream_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, str]:
@@ -84,7 +91,7 @@ async def delete_stream(
     return {"deleted": record.stream_id, "kafka_topic": record.kafka_topic}
 
 
-@router.get("/{stream_id}/events")
+@router.get("/{stream_id}/events", response_model=EventPage)
 async def read_events(
     stream_id: str,
     svc: Svc,
@@ -112,7 +119,7 @@ async def read_events(
     )
 
 
-@router.get("/{stream_id}/metrics")
+@router.get("/{stream_id}/metrics", response_model=StreamMetrics)
 async def stream_metrics(
     stream_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:

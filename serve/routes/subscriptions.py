@@ -26,6 +26,15 @@ from serve.auth import (
 )
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc, services
+from serve.models import (
+    DeadLetterPage,
+    DeadLettersReplayed,
+    SubscriptionCreated,
+    SubscriptionList,
+    SubscriptionStateChanged,
+    SubscriptionStatus,
+    SubscriptionView,
+)
 from serve.websocket import redis_messages, relay
 
 router = APIRouter(tags=["subscriptions"])
@@ -42,6 +51,7 @@ class CreateSubscription(SubscriptionConfig):
 @router.post(
     "/api/v1/subscriptions",
     status_code=201,
+    response_model=SubscriptionCreated,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -73,7 +83,7 @@ def _slot(consumer_group_id: str) -> str:
     return f"group:{consumer_group_id}"
 
 
-@router.get("/api/v1/subscriptions")
+@router.get("/api/v1/subscriptions", response_model=SubscriptionList)
 async def list_subscriptions(
     svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -117,7 +127,7 @@ async def _change_state(
     return record, {"subscription_id": subscription_id, "state": state}
 
 
-@router.get("/api/v1/subscriptions/{subscription_id}")
+@router.get("/api/v1/subscriptions/{subscription_id}", response_model=SubscriptionView)
 async def get_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -125,7 +135,7 @@ async def get_subscription(
     return (await _subscription(svc, caller, read, subscription_id, tenant_id)).public()
 
 
-@router.get("/api/v1/subscriptions/{subscription_id}/status")
+@router.get("/api/v1/subscriptions/{subscription_id}/status", response_model=SubscriptionStatus)
 async def subscription_status(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -134,7 +144,7 @@ async def subscription_status(
     return await svc.subscriptions.status(record.subscription_id, record.tenant_id)
 
 
-@router.delete("/api/v1/subscriptions/{subscription_id}")
+@router.delete("/api/v1/subscriptions/{subscription_id}", response_model=SubscriptionStateChanged)
 async def cancel_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -144,14 +154,18 @@ async def cancel_subscription(
     return answer
 
 
-@router.post("/api/v1/subscriptions/{subscription_id}/pause")
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/pause", response_model=SubscriptionStateChanged
+)
 async def pause_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
     return (await _change_state(svc, caller, subscription_id, tenant_id, "pause"))[1]
 
 
-@router.post("/api/v1/subscriptions/{subscription_id}/resume")
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/resume", response_model=SubscriptionStateChanged
+)
 async def resume_subscription(
     subscription_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
 ) -> dict[str, Any]:
@@ -159,7 +173,7 @@ async def resume_subscription(
     return (await _change_state(svc, caller, subscription_id, tenant_id, "resume"))[1]
 
 
-@router.get("/api/v1/subscriptions/{subscription_id}/dlq")
+@router.get("/api/v1/subscriptions/{subscription_id}/dlq", response_model=DeadLetterPage)
 async def subscription_dead_letters(
     subscription_id: str,
     svc: Svc,
@@ -175,7 +189,9 @@ async def subscription_dead_letters(
     )
 
 
-@router.post("/api/v1/subscriptions/{subscription_id}/dlq/replay")
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/dlq/replay", response_model=DeadLettersReplayed
+)
 async def replay_dead_letters(
     subscription_id: str,
     svc: Svc,
