@@ -23,6 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="Event Streaming Bus",
         version=VERSION,
         description="Publish events into Kafka, read them back, and watch the bus's health.",
+        responses=problems.ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.state.services = None
@@ -33,4 +34,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(subscriptions.router)
     app.include_router(live.router)
+    problems.document(app)
     return app

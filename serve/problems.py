@@ -8,12 +8,47 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from cluster.errors import EsbError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """An error answer (RFC 9457); `errors` lists per-field problems of a 422."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+_STATUSES = {
+    400: "The body cannot be parsed",
+    401: "No token, or one that fails verification",
+    403: "The token's role or grants do not allow this",
+    404: "Not found (another tenant's resources answer the same)",
+    409: "Conflict with the current state",
+    413: "Body or batch over the configured limit",
+    415: "Unsupported content type",
+    422: "Invalid input: `detail` and `errors` say which field and why",
+    429: "A tenant quota is used up for now (see Retry-After)",
+    503: "Kafka, Redis or Ray cannot be reached",
+}
+# Documented on every route (the app's `responses`): the answers _esb_error and friends give.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in _STATUSES.items()
+}
 
 
 def problem(
@@ -58,3 +93,19 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def document(app: FastAPI) -> None:
+    """Put Problem in the OpenAPI components, where ERROR_RESPONSES refer to it."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = make()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        return app.openapi_schema or schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

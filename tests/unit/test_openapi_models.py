@@ -93,3 +93,12 @@ def test_created_routes_do_not_claim_200(spec: dict[str, Any]) -> None:
     """Only publish answers 200 (a duplicate) besides 201."""
     for method, path in CREATED - {("post", "/api/v1/events")}:
         assert "200" not in spec["paths"][path][method]["responses"], path
+
+
+def test_error_answers_are_documented_as_problems(spec: dict[str, Any]) -> None:
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"title", "status", "detail"}
+    for method, path, operation in _operations(spec):
+        for status in ("401", "404", "422"):
+            content = operation["responses"][status]["content"]
+            assert list(content) == ["application/problem+json"], (method, path, status)
