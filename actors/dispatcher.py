@@ -15,28 +15,20 @@ slot. A restarted dispatcher takes its predecessor's membership and transactiona
 broker then refuses the zombie's offsets (fenced member) and its transactions (fenced producer
 epoch), and aborts whatever transaction it left open.
 
-Retries: a failed delivery blocks only its partition. The partition is paused, the event kept in
-memory with its attempt count and first-attempt time, and retried after a full-jitter backoff
-while the other partitions go on. After the last attempt (or max age) it goes to the dead-letter
-topic in the same transaction that commits its offset.
-
-Encrypted streams: each partition's batch is decrypted in a thread before delivery, so webhooks
-receive plaintext CloudEvents. Dead letters keep the record as stored (encrypted); a replay
-decrypts it again. A record that does not decrypt is dead-lettered at once, never skipped.
+Delivery itself (webhooks with retries, backoff and dead letters; forwarding; decrypting
+encrypted streams) is in actors.delivery; what a cycle commits and reports, in
+actors.dispatch_cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -44,51 +36,17 @@ import ray
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from redis import Redis
 
+from actors.delivery import Delivery, Pending, decode_event, webhook_id_for
+from actors.dispatch_cycle import TP, Cycle, now_iso
 from cluster import naming
 from cluster.errors import DecryptionFailed
 from cluster.kafka.clients import consumer_config, producer_config
 from cluster.models.subscriptions import EventFilter, SubscriptionRecord
-from cluster.security.event_crypto import stream_cipher
-from cluster.security.webhooks import Outcome, WebhookSender
 from cluster.settings import Settings, get_settings
 
 log = logging.getLogger("esb.dispatcher")
-TP = tuple[str, int]
 STATE_POLL_S = 0.5
 CYCLE_BUDGET_S = 60.0  # stop starting new deliveries in a cycle after this (max.poll.interval)
-LIVE_ITEMS_MAX = 500
-
-
-def _now_iso() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass
-class Pending:
-    """An event whose delivery failed and waits for its next attempt; its partition is paused."""
-
-    msg: Message
-    event: dict[str, Any]
-    webhook_id: str
-    body: bytes | None = None  # what is POSTed when not the record value (decrypted)
-    attempts: int = 0
-    first_at: float = field(default_factory=time.time)
-    first_at_iso: str = field(default_factory=_now_iso)
-    next_at: float = 0.0  # time.monotonic()
-    last_error: str | None = None
-    last_status: int | None = None
-
-
-@dataclass
-class Cycle:
-    """What one cycle makes durable together."""
-
-    outputs: list[tuple[str, int, bytes | None, bytes, Any]] = field(default_factory=list)
-    advanced: dict[TP, int] = field(default_factory=dict)
-    resume: list[TP] = field(default_factory=list)
-    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    live: list[dict[str, Any]] = field(default_factory=list)
-    last_error: str | None = None
 
 
 class Dispatcher:
@@ -98,7 +56,6 @@ class Dispatcher:
         self.settings, self.record, self.index = settings, record, index
         self.config = record.config
         self.mode = record.config.delivery_mode
-        self.policy = record.config.retry_policy
         self.filter = EventFilter(record.config)
         self.redis = Redis.from_url(settings.redis, socket_timeout=30)
         self.state = "active"
@@ -134,15 +91,7 @@ class Dispatcher:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        self.sender = (
-            WebhookSender(
-                allow_private=settings.allow_private_webhooks,
-                timeout_s=settings.webhook_timeout_s,
-            )
-            if record.config.webhook_url is not None
-            else None
-        )
-        self.cipher = stream_cipher(settings, record.encrypted, record.tenant_id, record.stream_id)
+        self.delivery = Delivery(settings, record, self.redis, disable=self._disable)
 
     # --- group membership ----------------------------------------------------------------------
 
@@ -248,7 +197,10 @@ class Dispatcher:
             *(self._partition(tp, ms, cycle, deadline) for tp, ms in groups.items()),
             *(self._retry(tp, cycle) for tp in due),
         )
-        await asyncio.to_thread(self._commit, cycle)
+        with_offsets = self.mode != "at_most_once"  # at_most_once committed them first
+        await asyncio.to_thread(
+            cycle.commit, self.producer, self.consumer, with_offsets=with_offsets
+        )
         for tp, ms in groups.items():  # records a cycle left over (budget, 410): read again
             first = self.next_offset.setdefault(tp, _off(ms[0]))
             if tp not in self.blocked and first <= _off(ms[-1]):
@@ -256,7 +208,7 @@ class Dispatcher:
         for tp in cycle.resume:
             if tp in self.assigned and self.state == "active":
                 self._resume(tp)
-        self._report(cycle)
+        cycle.report(self.redis, self.record.subscription_id)
 
     def _remember_unprocessed(self, messages: list[Message]) -> None:
         for m in messages:
@@ -272,215 +224,57 @@ class Dispatcher:
     ) -> None:
         """One partition's records in order; stops at the first that must wait for a retry."""
         bodies = None
-        if self.cipher is not None:  # once per batch, in a thread (key store on a cache miss)
-            bodies = await asyncio.to_thread(self._open_all, messages)
+        if self.delivery.cipher is not None:
+            # once per batch, in a thread (key store on a cache miss)
+            bodies = await asyncio.to_thread(self.delivery.open_all, messages)
         for i, m in enumerate(messages):
             if self.mode != "at_most_once" and time.monotonic() > deadline:
                 return
             if self.state != "active":  # disabled by a 410 meanwhile
                 return
             if self.config.target == "kafka" and self.filter.everything:
-                self._forward(m, cycle)
+                self.delivery.forward(m, cycle)
                 self._advance(tp, m, cycle)
                 continue
-            event = _decode(m.value())
+            event = decode_event(m.value())
             if event is None or not self.filter.matches(event):
                 cycle.counters["undecodable" if event is None else "filtered_out"] += 1
                 self._advance(tp, m, cycle)
                 continue
             if self.config.target == "kafka":
-                self._forward(m, cycle)
+                self.delivery.forward(m, cycle)
                 self._advance(tp, m, cycle)
                 continue
-            pending = Pending(m, event, _webhook_id(event, m))
+            pending = Pending(m, event, webhook_id_for(event, m))
             if bodies is not None:
                 opened = bodies[i]
                 if isinstance(opened, DecryptionFailed):
-                    self._undecryptable(pending, opened, cycle)
+                    self.delivery.undecryptable(pending, opened, cycle)
                     self._advance(tp, m, cycle)
                     continue
                 pending.body = opened
-            if self.mode == "exactly_once" and self._already_delivered(pending.webhook_id):
+            if self.mode == "exactly_once" and self.delivery.already_delivered(pending.webhook_id):
                 cycle.counters["duplicates_skipped"] += 1
                 self._advance(tp, m, cycle)
                 continue
-            if not await self._attempt(pending, cycle):
+            if not await self.delivery.attempt(pending, cycle):
                 self.blocked[tp] = pending
                 self.consumer.pause([TopicPartition(tp[0], tp[1])])
                 self.next_offset[tp] = _off(m)
                 return
             self._advance(tp, m, cycle)
 
-    def _open_all(self, messages: list[Message]) -> list[bytes | DecryptionFailed]:
-        """Each record value with its data decrypted, or why it does not decrypt."""
-        assert self.cipher is not None
-        opened: list[bytes | DecryptionFailed] = []
-        for m in messages:
-            try:
-                opened.append(self.cipher.open_value(m.value() or b""))
-            except DecryptionFailed as exc:
-                opened.append(exc)
-        return opened
-
-    def _undecryptable(self, pending: Pending, exc: DecryptionFailed, cycle: Cycle) -> None:
-        """Dead-lettered at once, as it is (still encrypted): retrying cannot make it decrypt."""
-        pending.last_error = f"{type(exc).__name__}: {exc.detail}"
-        cycle.last_error = pending.last_error
-        cycle.outputs.append(self._dead_letter(pending))
-        cycle.counters["undecryptable"] += 1
-        cycle.counters["dead_lettered"] += 1
-
     async def _retry(self, tp: TP, cycle: Cycle) -> None:
         pending = self.blocked[tp]
-        if await self._attempt(pending, cycle):
+        if await self.delivery.attempt(pending, cycle):
             del self.blocked[tp]
             self._advance(tp, pending.msg, cycle)
             cycle.resume.append(tp)
 
-    async def _attempt(self, pending: Pending, cycle: Cycle) -> bool:
-        """One delivery attempt; True when the event is done with (delivered or dead-lettered),
-        False when it waits for another attempt (or for the subscription to be re-enabled)."""
-        assert self.sender is not None and self.config.webhook_url is not None
-        pending.attempts += 1
-        outcome = await self.sender.send(
-            self.config.webhook_url,
-            self.record.secret,
-            pending.webhook_id,
-            pending.body if pending.body is not None else (pending.msg.value() or b""),
-        )
-        item = self._live_item(pending, outcome)
-        if outcome.ok:
-            if self.mode == "exactly_once":
-                self.redis.set(
-                    naming.sub_key(self.record.subscription_id, f"done:{pending.webhook_id}"),
-                    1,
-                    ex=self.settings.idempotency_ttl_s,
-                )
-            cycle.counters["delivered"] += 1
-            cycle.live.append({**item, "outcome": "delivered"})
-            return True
-        pending.last_error, pending.last_status = outcome.error, outcome.status
-        cycle.last_error = outcome.error
-        if outcome.gone:
-            pending.attempts -= 1  # not the receiver's failure: the event waits for a resume
-            pending.next_at = 0.0
-            cycle.live.append({**item, "outcome": "disabled"})
-            self._disable(outcome.error or "410 Gone")
-            return False
-        delay_s = self.policy.delay_ms(pending.attempts) / 1000
-        age_ms = (time.time() + delay_s - pending.first_at) * 1000
-        if (
-            self.mode == "at_most_once"
-            or pending.attempts >= self.policy.max_attempts
-            or age_ms > self.policy.max_age_ms
-        ):
-            cycle.outputs.append(self._dead_letter(pending))
-            cycle.counters["dead_lettered"] += 1
-            cycle.live.append({**item, "outcome": "dead_lettered"})
-            return True
-        pending.next_at = time.monotonic() + delay_s
-        cycle.counters["retried"] += 1
-        cycle.live.append({**item, "outcome": "retrying", "retry_in_ms": int(delay_s * 1000)})
-        return False
-
-    def _already_delivered(self, webhook_id: str) -> bool:
-        key = naming.sub_key(self.record.subscription_id, f"done:{webhook_id}")
-        return bool(self.redis.exists(key))
-
-    def _forward(self, msg: Message, cycle: Cycle) -> None:
-        assert self.record.output_topic is not None
-        # The source partition (modulo the target's count): keys stay together and in order.
-        partition = (msg.partition() or 0) % self.record.output_partitions
-        cycle.outputs.append(
-            (self.record.output_topic, partition, msg.key(), msg.value() or b"", msg.headers())
-        )
-        cycle.counters["forwarded"] += 1
-
-    def _dead_letter(self, pending: Pending) -> tuple[str, int, bytes | None, bytes, Any]:
-        m = pending.msg
-        key = m.key()
-        doc = {
-            "subscription_id": self.record.subscription_id,
-            "webhook_id": pending.webhook_id,
-            "event": pending.event,
-            "value_b64": base64.b64encode(m.value() or b"").decode(),
-            "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
-            "error": pending.last_error,
-            "http_status": pending.last_status,
-            "attempts": pending.attempts,
-            "first_attempt_at": pending.first_at_iso,
-            "last_attempt_at": _now_iso(),
-            "dead_lettered_at": _now_iso(),
-            "source": {"topic": m.topic(), "partition": m.partition(), "offset": m.offset()},
-        }
-        headers = [("content-type", b"application/json")]
-        return (self.record.dead_letter_topic, 0, m.key(), orjson.dumps(doc), headers)
-
-    def _live_item(self, pending: Pending, outcome: Outcome) -> dict[str, Any]:
-        m = pending.msg
-        return {
-            "webhook_id": pending.webhook_id,
-            "event_type": pending.event.get("type"),
-            "partition": m.partition(),
-            "offset": m.offset(),
-            "attempt": pending.attempts,
-            "http_status": outcome.status,
-            "error": outcome.error,
-        }
-
-    # --- durability ---------------------------------------------------------------------------
-
-    def _commit(self, cycle: Cycle) -> None:
-        """Dead letters, forwarded records and (unless at_most_once, which committed first) the
-        offsets, in one transaction. Any failure aborts it and ends this dispatcher; its
-        replacement starts over from the committed offsets."""
-        offsets = (
-            []
-            if self.mode == "at_most_once"
-            else [TopicPartition(t, p, o) for (t, p), o in sorted(cycle.advanced.items())]
-        )
-        if not cycle.outputs and not offsets:
-            return
-        self.producer.begin_transaction()
-        try:
-            for topic, partition, key, value, headers in cycle.outputs:
-                while True:
-                    try:
-                        self.producer.produce(
-                            topic, value, key, partition=partition, headers=headers
-                        )
-                        break
-                    except BufferError:
-                        self.producer.poll(0.05)
-            if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 60
-                )
-            self.producer.commit_transaction(120)
-        except KafkaException:
-            with contextlib.suppress(KafkaException):
-                self.producer.abort_transaction(30)
-            raise
-
-    def _report(self, cycle: Cycle) -> None:
-        sid = self.record.subscription_id
-        pipe = self.redis.pipeline(transaction=False)
-        for name, n in cycle.counters.items():
-            pipe.hincrby(naming.sub_key(sid, "stats"), name, n)
-        if cycle.last_error is not None:
-            pipe.hset(
-                naming.sub_key(sid, "stats"),
-                mapping={"last_error": cycle.last_error[:500], "last_error_at": _now_iso()},
-            )
-        if cycle.live:
-            for start in range(0, len(cycle.live), LIVE_ITEMS_MAX):
-                doc = {"type": "deliveries", "items": cycle.live[start : start + LIVE_ITEMS_MAX]}
-                pipe.publish(naming.sub_key(sid, "live"), orjson.dumps(doc))
-        pipe.execute()
+    # --- closing ------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        if self.sender is not None:
-            await self.sender.close()
+        await self.delivery.close()
         with contextlib.suppress(RuntimeError, KafkaException):
             await asyncio.to_thread(self.consumer.close)
         with contextlib.suppress(RuntimeError, KafkaException):
@@ -490,24 +284,6 @@ class Dispatcher:
 
 def _off(msg: Message) -> int:
     return msg.offset() or 0
-
-
-def _decode(value: bytes | None) -> dict[str, Any] | None:
-    try:
-        doc = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _webhook_id(event: dict[str, Any], msg: Message) -> str:
-    """The CloudEvent id: the same on every redelivery, so receivers can deduplicate on it."""
-    found = event.get("id")
-    return (
-        found
-        if isinstance(found, str) and found
-        else f"{msg.topic()}-{msg.partition()}-{msg.offset()}"
-    )
 
 
 def run_dispatcher(
@@ -529,7 +305,7 @@ def run_dispatcher(
                 naming.sub_key(record.subscription_id, "stats"),
                 mapping={
                     "last_error": f"dispatcher: {type(exc).__name__}: {exc}"[:500],
-                    "last_error_at": _now_iso(),
+                    "last_error_at": now_iso(),
                 },
             )
             stop.wait(backoff_s)

@@ -3,59 +3,36 @@ replay their dead letters; consume a pull subscription in-process.
 
 A webhook or forwarding subscription is dispatched by a detached, named Ray actor
 (actors.dispatcher, `esb-sub-<id>-0` in namespace `esb`) that this service creates; Ray restarts
-it when it dies. Everything else lives in Redis and Kafka:
+it when it dies. Everything else lives in Redis (the keys are listed in
+cluster.stores.subscriptions) and Kafka: the group esb.<tenant>.<consumer_group_id>, the
+dead-letter topic esb.<tenant>.sub.<id>.dlq and the replay topic esb.<tenant>.sub.<id>.retry.
 
-    esb:subs                          set of subscription ids
-    esb:sub:<id>                      the SubscriptionRecord (with its secret)
-    esb:sub:<id>:state                active | paused | disabled | cancelled
-    esb:sub:<id>:stats                counters (delivered, retried, dead_lettered, ...), last error
-    esb:sub:<id>:live                 pub/sub channel: deliveries and state changes
-    esb:sub:<id>:replay               next dead-letter offset that a replay sends again
-    esb:sub:<id>:done:<webhook-id>    exactly_once webhooks: delivered ids (TTL IDEMPOTENCY_TTL_S)
-    esb:tenant:<t>:sub-groups         consumer_group_id -> subscription id (one each)
-    Kafka: the group esb.<tenant>.<consumer_group_id>, the dead-letter topic
-    esb.<tenant>.sub.<id>.dlq and the replay topic esb.<tenant>.sub.<id>.retry.
+Reading and replaying dead letters is in cluster.services.dead_letters, in-process consumption
+of pull subscriptions in cluster.services.pull; this service delegates to both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import orjson
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from cluster import naming
-from cluster.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from cluster.errors import Conflict, InvalidInput, ServiceUnavailable
 from cluster.kafka.clients import admin_client, committed_offsets, new_consumer
-from cluster.models.subscriptions import (
-    EventFilter,
-    SubscriptionConfig,
-    SubscriptionRecord,
-)
-from cluster.security.event_crypto import EventCipher
+from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord
 from cluster.security.webhooks import check_webhook_url, new_secret
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.dead_letters import MAX_DLQ_PAGE, DeadLetters
+from cluster.services.pull import pull_events
 from cluster.services.streaming import check_identifier
 from cluster.settings import Settings
-
-ALL = naming.ALL_SUBSCRIPTIONS
-MAX_DLQ_PAGE = 1000
-READ_DEADLINE_S = 15.0
-
-
-def _groups_key(tenant_id: str) -> str:
-    return naming.tenant_key(tenant_id, "sub-groups")
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
+from cluster.stores.subscriptions import SubscriptionStore
 
 
 class Dispatchers(Protocol):
@@ -89,6 +66,11 @@ class SubscriptionService:
     ) -> None:
         self._bus = bus or shared_bus(settings)
         self._launcher: Dispatchers = launcher or NoDispatchers()
+        self._dead_letters = DeadLetters(self._bus)
+
+    @property
+    def _store(self) -> SubscriptionStore:
+        return SubscriptionStore(self._bus.redis)  # bus.redis: one client per event loop
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -117,14 +99,8 @@ class SubscriptionService:
                 allow_private=settings.allow_private_webhooks,
             )
         subscription_id = uuid.uuid4().hex[:16]
-        redis = self._bus.redis
-        if not await redis.hsetnx(
-            _groups_key(tenant_id), config.consumer_group_id, subscription_id
-        ):
-            raise Conflict(
-                f"consumer group {config.consumer_group_id!r} already has a subscription in "
-                f"tenant {tenant_id!r}"
-            )
+        store = self._store
+        await store.claim_group(tenant_id, config.consumer_group_id, subscription_id)
         secret = new_secret()
         record = SubscriptionRecord(
             subscription_id=subscription_id,
@@ -145,19 +121,12 @@ class SubscriptionService:
         )
         try:
             await asyncio.to_thread(self._provision, record)
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.set(naming.sub_key(subscription_id), record.model_dump_json())
-                pipe.set(naming.sub_key(subscription_id, "state"), "active")
-                pipe.sadd(ALL, subscription_id)
-                await pipe.execute()
+            await store.save(record)
             if config.target != "pull":
                 await asyncio.to_thread(self._launcher.start, record)
         except Exception:
-            await redis.hdel(_groups_key(tenant_id), config.consumer_group_id)
-            await redis.delete(
-                naming.sub_key(subscription_id), naming.sub_key(subscription_id, "state")
-            )
-            await redis.srem(ALL, subscription_id)
+            await store.release_group(tenant_id, config.consumer_group_id)
+            await store.discard(subscription_id)
             raise
         return record, secret
 
@@ -202,55 +171,25 @@ class SubscriptionService:
     async def get_record(
         self, subscription_id: str, tenant_id: str | None = None
     ) -> SubscriptionRecord:
-        raw = await self._bus.redis.get(naming.sub_key(subscription_id))
-        record = SubscriptionRecord.model_validate_json(raw) if raw else None
-        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
-            raise NotFound(f"subscription {subscription_id!r} not found")
-        return record
+        return await self._store.get(subscription_id, tenant_id)
 
     async def list_subscriptions(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
-        members = await self._bus.redis.smembers(ALL)
-        ids = sorted(_text(m) or "" for m in members)
-        raws = await self._bus.redis.mget([naming.sub_key(i) for i in ids]) if ids else []
-        states = (
-            await self._bus.redis.mget([naming.sub_key(i, "state") for i in ids]) if ids else []
-        )
-        found = []
-        for raw, state in zip(raws, states, strict=True):
-            if raw is None:
-                continue
-            record = SubscriptionRecord.model_validate_json(raw)
-            if tenant_id is None or record.tenant_id == tenant_id:
-                found.append({**record.public(), "state": _text(state)})
-        return found
-
-    async def _state(self, subscription_id: str) -> str:
-        return (
-            _text(await self._bus.redis.get(naming.sub_key(subscription_id, "state"))) or "unknown"
-        )
-
-    async def _set_state(self, record: SubscriptionRecord, state: str) -> None:
-        redis = self._bus.redis
-        await redis.set(naming.sub_key(record.subscription_id, "state"), state)
-        await redis.publish(
-            naming.sub_key(record.subscription_id, "live"),
-            orjson.dumps({"type": "state", "state": state}),
-        )
+        return await self._store.list(tenant_id)
 
     async def pause(self, subscription_id: str, tenant_id: str | None = None) -> str:
         """Stop delivering (the dispatcher keeps its partitions, paused); resume continues."""
         record = await self.get_record(subscription_id, tenant_id)
-        if (state := await self._state(subscription_id)) == "cancelled":
+        if (state := await self._store.state(subscription_id)) == "cancelled":
             raise Conflict(f"subscription {subscription_id!r} is {state}")
-        await self._set_state(record, "paused")
+        await self._store.set_state(record.subscription_id, "paused")
         return "paused"
 
     async def resume(self, subscription_id: str, tenant_id: str | None = None) -> str:
         """Continue a paused or disabled (410) subscription; restarts missing dispatchers."""
         record = await self.get_record(subscription_id, tenant_id)
-        if (state := await self._state(subscription_id)) == "cancelled":
+        if (state := await self._store.state(subscription_id)) == "cancelled":
             raise Conflict(f"subscription {subscription_id!r} is {state}")
-        await self._set_state(record, "active")
+        await self._store.set_state(record.subscription_id, "active")
         if record.config.target != "pull":
             await asyncio.to_thread(self._launcher.start, record)
         return "active"
@@ -259,10 +198,10 @@ class SubscriptionService:
         """Stop the dispatchers for good; the record and the dead letters stay readable, and the
         consumer group id is free again."""
         record = await self.get_record(subscription_id, tenant_id)
-        await self._set_state(record, "cancelled")
+        await self._store.set_state(record.subscription_id, "cancelled")
         if record.config.target != "pull":
             await asyncio.to_thread(self._launcher.stop, record)
-        await self._bus.redis.hdel(_groups_key(record.tenant_id), record.config.consumer_group_id)
+        await self._store.release_group(record.tenant_id, record.config.consumer_group_id)
         await asyncio.to_thread(self._delete_group, record.group_id)
         return "cancelled"
 
@@ -275,9 +214,8 @@ class SubscriptionService:
     async def status(self, subscription_id: str, tenant_id: str | None = None) -> dict[str, Any]:
         """State, lag per partition, counters, the last error, and whether dispatchers run."""
         record = await self.get_record(subscription_id, tenant_id)
-        state = await self._state(subscription_id)
-        raw = await self._bus.redis.hgetall(naming.sub_key(subscription_id, "stats"))
-        stats = {_text(k) or "": _text(v) for k, v in raw.items()}
+        state = await self._store.state(subscription_id)
+        stats = await self._store.stats(subscription_id)
         counters = {
             name: int(stats.pop(name, None) or 0)
             for name in (
@@ -347,47 +285,7 @@ class SubscriptionService:
         limit: int = 100,
     ) -> dict[str, Any]:
         """Dead letters oldest first (committed transactions only), with their topic offsets."""
-        if not 1 <= limit <= MAX_DLQ_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_DLQ_PAGE}")
-        record = await self.get_record(subscription_id, tenant_id)
-        entries, next_offset = await asyncio.to_thread(
-            self._read_dead_letters, record, offset, limit
-        )
-        return {
-            "subscription_id": subscription_id,
-            "dead_letter_topic": record.dead_letter_topic,
-            "dead_letters": entries,
-            "next_offset": next_offset,
-        }
-
-    def _read_dead_letters(
-        self, record: SubscriptionRecord, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        topic = record.dead_letter_topic
-        low, high = self._bus.topics.watermarks(topic)[0]
-        position = max(offset, low)
-        if position >= high:
-            return [], None
-        consumer = new_consumer(self._bus.settings, f"esb-dlq-reader-{uuid.uuid4().hex}")
-        entries: list[dict[str, Any]] = []
-        try:
-            consumer.assign([TopicPartition(topic, 0, position)])
-            deadline = time.monotonic() + READ_DEADLINE_S
-            while len(entries) < limit and position < high and time.monotonic() < deadline:
-                batch = consumer.consume(min(500, limit - len(entries)), 0.5)
-                for m in batch:
-                    if m.error() is None and len(entries) < limit:
-                        entries.append(
-                            {"dlq_offset": m.offset(), **orjson.loads(m.value() or b"{}")}
-                        )
-                        position = (m.offset() or 0) + 1
-                if not batch:  # control records (transaction markers) have no message
-                    position = max(
-                        position, consumer.position([TopicPartition(topic, 0)])[0].offset
-                    )
-        finally:
-            consumer.close()
-        return entries, (position if position < high else None)
+        return await self._dead_letters.page(subscription_id, tenant_id, offset=offset, limit=limit)
 
     async def replay_dead_letters(
         self, subscription_id: str, tenant_id: str | None = None, *, limit: int = MAX_DLQ_PAGE
@@ -395,34 +293,11 @@ class SubscriptionService:
         """Send dead letters again (those not replayed before, oldest first, up to `limit`):
         their original records go to the subscription's replay topic, which its dispatchers
         consume like the stream, with the same filters, retries and dead-lettering."""
-        record = await self.get_record(subscription_id, tenant_id)
-        if await self._state(subscription_id) == "cancelled":
-            raise Conflict(f"subscription {subscription_id!r} is cancelled")
-        cursor_key = naming.sub_key(subscription_id, "replay")
-        start = int(await self._bus.redis.get(cursor_key) or 0)
-        page = await self.dead_letters(subscription_id, tenant_id, offset=start, limit=limit)
-        entries = page["dead_letters"]
-        if entries:
-            records = [
-                (
-                    e["key"].encode() if e.get("key") is not None else None,
-                    base64.b64decode(e["value_b64"]),
-                )
-                for e in entries
-            ]
-            results = await self._bus.producer.send_many(record.retry_topic, records)
-            failed = [r.error for r in results if r.error is not None]
-            if failed:
-                raise ServiceUnavailable(f"Kafka refused replayed records: {failed[:3]}")
-            await self._bus.redis.set(cursor_key, entries[-1]["dlq_offset"] + 1)
-            await self._bus.redis.hincrby(
-                naming.sub_key(subscription_id, "stats"), "replayed", len(entries)
-            )
-        return {"subscription_id": subscription_id, "replayed": len(entries)}
+        return await self._dead_letters.replay(subscription_id, tenant_id, limit=limit)
 
     # --- in-process consumption ---------------------------------------------------------------
 
-    async def events(
+    def events(
         self, subscription_id: str, tenant_id: str | None = None, *, poll_timeout_s: float = 1.0
     ) -> AsyncIterator[dict[str, Any]]:
         """The events of a pull subscription (no webhook_url, no forward_to), as decoded
@@ -434,50 +309,4 @@ class SubscriptionService:
             async for event in SubscriptionService().events(subscription_id):
                 handle(event)
         """
-        record = await self.get_record(subscription_id, tenant_id)
-        if record.config.target != "pull":
-            raise InvalidInput(
-                f"subscription {subscription_id!r} is dispatched to its {record.config.target}; "
-                "only subscriptions without webhook_url and forward_to are consumed in-process"
-            )
-        accept = EventFilter(record.config)
-        cipher = (
-            EventCipher(self._bus.keyring, record.tenant_id, record.stream_id)
-            if record.encrypted
-            else None
-        )
-        consumer = new_consumer(
-            self._bus.settings, record.group_id, **{"client.id": record.config.consumer_name}
-        )
-        consumer.subscribe([record.kafka_topic, record.retry_topic])
-        try:
-            while True:
-                if await self._state(subscription_id) != "active":
-                    await asyncio.sleep(poll_timeout_s)
-                    continue
-                batch = await asyncio.to_thread(
-                    consumer.consume, record.config.batch_size, poll_timeout_s
-                )
-                batch = [m for m in batch if m.error() is None]
-                if not batch:
-                    continue
-                ends = {(m.topic(), m.partition()): (m.offset() or 0) + 1 for m in batch}
-                offsets = [TopicPartition(t or "", p or 0, o) for (t, p), o in ends.items()]
-                if record.config.delivery_mode == "at_most_once":
-                    await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
-                wanted = []
-                for m in batch:
-                    try:
-                        event = orjson.loads(m.value() or b"")
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(event, dict) and accept.matches(event):
-                        wanted.append(event)
-                if cipher is not None:  # raises on an event that does not decrypt
-                    wanted = await asyncio.to_thread(list, map(cipher.open, wanted))
-                for event in wanted:
-                    yield event
-                if record.config.delivery_mode != "at_most_once":
-                    await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
-        finally:
-            await asyncio.to_thread(consumer.close)
+        return pull_events(self._bus, subscription_id, tenant_id, poll_timeout_s=poll_timeout_s)

@@ -12,7 +12,7 @@ import pytest
 from actors.partition_owner import PartitionOwner
 from cluster.settings import Settings
 from tests.integration.conftest import create_stream, read_topic
-from tests.integration.test_pipeline_job import (
+from tests.integration.pipeline_helpers import (
     TENANT,
     close_all_windows,
     make_events,

@@ -1,10 +1,12 @@
 """Helpers for integration tests on the session stack (fixtures are in tests/conftest.py): a plain
-confluent-kafka reader for checking what landed on a topic, and stream creation over HTTP."""
+confluent-kafka reader for checking what landed on a topic, and stream creation over HTTP; the
+`receiver` fixture, a webhook receiver for the subscription tests."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from cluster.settings import Settings
+from tests.integration.subscription_helpers import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +63,10 @@ def create_stream(http: httpx.Client, tenant: str, name: str, **config: Any) -> 
 def token(http: httpx.Client) -> dict[str, str]:
     """The http client's Authorization header, for a WebSocket client."""
     return {"Authorization": http.headers["authorization"]}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
