@@ -16,7 +16,7 @@ Redis (all under `esb:`):
     esb:streams, esb:stream:<id>[:stats]        stream registry (cluster.stores.streams)
     esb:tenant:<t>:stream-names                 stream_name -> stream id
     esb:idem:<stream>:<event_id>                publish idempotency claims
-    esb:subs, esb:sub:<id>[:<part>]             subscriptions (cluster.services.subscriptions)
+    esb:subs, esb:sub:<id>[:<part>]             subscriptions (cluster.stores.subscriptions)
     esb:tenant:<t>:sub-groups                   consumer_group_id -> subscription id
     esb:pls, esb:pl:<id>[:<part>]               pipelines (cluster.stores.pipelines)
     esb:tenant:<t>:quota:<what>                 quota buckets and counts (cluster.security.quotas)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-import uuid
 from typing import Any
 
 import orjson
 from confluent_kafka import TopicPartition
 
+from cluster import naming
 from cluster.errors import Conflict, InvalidInput, ServiceUnavailable
 from cluster.kafka.clients import new_consumer
 from cluster.models.subscriptions import SubscriptionRecord
@@ -64,7 +64,7 @@ class DeadLetters:
         position = max(offset, low)
         if position >= high:
             return [], None
-        consumer = new_consumer(self._bus.settings, f"esb-dlq-reader-{uuid.uuid4().hex}")
+        consumer = new_consumer(self._bus.settings, naming.reader_group("dlq-reader"))
         entries: list[dict[str, Any]] = []
         try:
             consumer.assign([TopicPartition(topic, 0, position)])

@@ -24,7 +24,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from cluster import naming
 from cluster.errors import Conflict, InvalidInput, ServiceUnavailable
-from cluster.kafka.clients import admin_client, committed_offsets, new_consumer
+from cluster.kafka.clients import admin_client, committed_offsets, new_consumer, offsets_for_time
 from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord
 from cluster.security.webhooks import check_webhook_url, new_secret
 from cluster.services.bus import Bus, shared_bus
@@ -157,16 +157,11 @@ class SubscriptionService:
     def _offsets_for_time(
         self, record: SubscriptionRecord, marks: dict[int, tuple[int, int]], time_ms: int
     ) -> dict[int, int]:
-        consumer = new_consumer(self._bus.settings, f"esb-admin-{uuid.uuid4().hex}")
+        consumer = new_consumer(self._bus.settings, naming.reader_group("admin"))
         try:
-            found = consumer.offsets_for_times(
-                [TopicPartition(record.kafka_topic, p, time_ms) for p in marks], timeout=10
-            )
+            return offsets_for_time(consumer, record.kafka_topic, marks, time_ms)
         finally:
             consumer.close()
-        return {
-            tp.partition: tp.offset if tp.offset >= 0 else marks[tp.partition][1] for tp in found
-        }
 
     async def get_record(
         self, subscription_id: str, tenant_id: str | None = None

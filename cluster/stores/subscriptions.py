@@ -21,8 +21,9 @@ import orjson
 from redis.asyncio import Redis
 
 from cluster import naming
-from cluster.errors import Conflict, NotFound
+from cluster.errors import Conflict
 from cluster.models.subscriptions import SubscriptionRecord
+from cluster.stores.records import TenantRecords
 
 ALL = naming.ALL_SUBSCRIPTIONS
 
@@ -38,6 +39,9 @@ def _text(value: bytes | str | None) -> str | None:
 class SubscriptionStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._records = TenantRecords(
+            redis, SubscriptionRecord, "subscription", naming.sub_key, ALL
+        )
 
     async def claim_group(self, tenant_id: str, consumer_group_id: str, sub_id: str) -> None:
         """One subscription per consumer group id and tenant: Conflict when it is taken."""
@@ -68,26 +72,17 @@ class SubscriptionStore:
 
     async def get(self, subscription_id: str, tenant_id: str | None = None) -> SubscriptionRecord:
         """The record; NotFound when it is missing or another tenant's (the same answer)."""
-        raw = await self._redis.get(naming.sub_key(subscription_id))
-        record = SubscriptionRecord.model_validate_json(raw) if raw else None
-        if record is None or (tenant_id is not None and record.tenant_id != tenant_id):
-            raise NotFound(f"subscription {subscription_id!r} not found")
-        return record
+        return await self._records.get(subscription_id, tenant_id)
 
     async def list(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
         """Every subscription (of the tenant, when given) in id order: public fields and state."""
-        members = await self._redis.smembers(ALL)
-        ids = sorted(_text(m) or "" for m in members)
-        raws = await self._redis.mget([naming.sub_key(i) for i in ids]) if ids else []
-        states = await self._redis.mget([naming.sub_key(i, "state") for i in ids]) if ids else []
-        found = []
-        for raw, state in zip(raws, states, strict=True):
-            if raw is None:
-                continue
-            record = SubscriptionRecord.model_validate_json(raw)
-            if tenant_id is None or record.tenant_id == tenant_id:
-                found.append({**record.public(), "state": _text(state)})
-        return found
+        records = await self._records.list(tenant_id)
+        keys = [naming.sub_key(r.subscription_id, "state") for r in records]
+        states = await self._redis.mget(keys) if keys else []
+        return [
+            {**record.public(), "state": _text(state)}
+            for record, state in zip(records, states, strict=True)
+        ]
 
     async def state(self, subscription_id: str) -> str:
         return _text(await self._redis.get(naming.sub_key(subscription_id, "state"))) or "unknown"
