@@ -103,7 +103,7 @@ REJECTED: dict[str, Callable[[str], str]] = {
 @pytest.mark.parametrize("case", sorted(REJECTED))
 def test_jwt_table_rejected_with_401(stack: Settings, case: str) -> None:
     assert stack.jwt_secret_key is not None
-    token = REJECTED[case](stack.jwt_secret_key)
+    token = REJECTED[case](stack.jwt_secret_key.get_secret_value())
     answer = httpx.get(
         f"{stack.api_url}/api/v1/streams", headers={"Authorization": f"Bearer {token}"}
     )
