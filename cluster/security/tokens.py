@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -159,7 +160,13 @@ class TokenVerifier:
 
     `fetch` (URL -> bytes) and `clock` (monotonic seconds, for JWKS refresh limits) are
     injectable for tests; times inside the token are checked against the real clock.
+
+    A verified token is remembered until it expires (at most CACHE_SIZE of them), so a client
+    that sends the same token on every request pays for the signature check once. With a JWKS,
+    no longer than `jwt_jwks_max_age_s` either: a key removed from it stops its tokens then.
     """
+
+    CACHE_SIZE = 10_000
 
     def __init__(
         self,
@@ -170,18 +177,44 @@ class TokenVerifier:
     ) -> None:
         self.config = config
         self._jwks = None if config.is_hmac else _Jwks(config, fetch, clock)
+        self._clock = clock
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token -> (who, until clock)
 
     def verify(self, token: str) -> Principal:
         """Check signature, algorithm, exp/nbf/iss/aud and claims; blocking on a JWKS reload."""
+        if (known := self._cached(token)) is not None:
+            return known
         header = self._header(token)
-        return self._decode(token, self._key(header))
+        return self._remember(token, self._decode(token, self._key(header)))
 
     async def averify(self, token: str) -> Principal:
         """verify() for async handlers: a JWKS reload (file or URL) runs in a thread."""
+        if (known := self._cached(token)) is not None:
+            return known
         header = self._header(token)
         if self._jwks is not None and self._jwks.needs_reload(header.get("kid")):
             await asyncio.to_thread(self._jwks.reload)
-        return self._decode(token, self._key(header))
+        return self._remember(token, self._decode(token, self._key(header)))
+
+    def _cached(self, token: str) -> Principal | None:
+        found = self._verified.get(token)
+        if found is None:
+            return None
+        principal, until = found
+        expired = principal.expires_at is None or (
+            time.time() > principal.expires_at + self.config.jwt_leeway_s
+        )
+        if expired or self._clock() >= until:
+            del self._verified[token]
+            return None  # verified again: "expired", or against the JWKS as it is now
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> Principal:
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()  # simple and bounded; a miss only costs one verification
+        until = math.inf if self._jwks is None else self._clock() + self.config.jwt_jwks_max_age_s
+        self._verified[token] = (principal, until)
+        return principal
 
     def authenticate(self, token: str | None) -> Principal:
         """verify() for a token that may be absent: dev mode lets that through as admin."""
