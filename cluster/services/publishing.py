@@ -9,6 +9,7 @@ If the broker refuses an event its claim is released, so a retry can succeed.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnava
 from cluster.models.streams import StreamRecord
 from cluster.security.event_crypto import EventCipher
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.coalescing import Coalescer
 from cluster.services.streaming import check_identifier, check_user_id
 from cluster.settings import Settings
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
@@ -71,6 +73,15 @@ class BatchReceipt(BaseModel):
     events: list[PublishReceipt]
 
 
+def _event_ids(events: Sequence[EventIn]) -> list[str]:
+    """Client ids, else random (version 4) UUIDs, from one read of the OS's randomness."""
+    entropy = os.urandom(16 * len(events))
+    return [
+        e.event_id or str(uuid.UUID(bytes=entropy[16 * i : 16 * i + 16], version=4))
+        for i, e in enumerate(events)
+    ]
+
+
 def _records(
     events: Sequence[EventIn],
     ids: list[str],
@@ -111,6 +122,10 @@ def _sealed_arrow(
 class EventPublishingService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
+        # Concurrent single publishes to one stream share a batch (cluster.services.coalescing).
+        self._singles: Coalescer[EventIn, PublishReceipt] = Coalescer(
+            self._publish_together, max_batch=self._bus.settings.max_batch_events
+        )
 
     async def publish_event(
         self,
@@ -130,10 +145,16 @@ class EventPublishingService:
         self, event: EventIn, stream_id: str, tenant_id: str, user_id: str
     ) -> PublishReceipt:
         """Publish an event already validated; a refusal by the broker raises."""
-        receipt = (await self.publish_events([event], stream_id, tenant_id, user_id)).events[0]
+        receipt = await self._singles.submit((stream_id, tenant_id, user_id), event)
         if receipt.status == "failed":
             raise ServiceUnavailable(f"Kafka refused event {receipt.event_id}: {receipt.error}")
         return receipt
+
+    async def _publish_together(
+        self, events: list[EventIn], stream_id: str, tenant_id: str, user_id: str
+    ) -> list[PublishReceipt]:
+        batch = await self.publish_events(events, stream_id, tenant_id, user_id)
+        return [receipt.model_copy(update={"index": 0}) for receipt in batch.events]
 
     def check_batch_size(self, count: int) -> None:
         """413 past MAX_BATCH_EVENTS; callers may check before validating a large body."""
@@ -151,7 +172,7 @@ class EventPublishingService:
         if not events:
             raise InvalidInput("a batch needs at least one event")
         stream = await self._bus.streams.resolve(stream_id, tenant_id)
-        ids = [e.event_id or str(uuid.uuid4()) for e in events]
+        ids = _event_ids(events)
         receipts: list[PublishReceipt | None] = [None] * len(events)
         fresh = await self._claim(stream.stream_id, events, ids, receipts)
 
@@ -179,7 +200,7 @@ class EventPublishingService:
             await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
             raise
         for i, delivery in zip(fresh, deliveries, strict=True):
-            receipts[i] = PublishReceipt(
+            receipts[i] = PublishReceipt.model_construct(  # the fields are ours: no validation
                 index=i,
                 event_id=ids[i],
                 status="failed" if delivery.error else "published",
