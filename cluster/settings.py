@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,9 +37,13 @@ class Settings(BaseSettings):
     # Ray >= 2.59 turns token auth on for local clusters; every process we start gets this value.
     ray_auth_mode: str = "disabled"
 
-    # HTTP API (Ray Serve's proxy).
+    # HTTP API (Ray Serve). The ingress of a local stack: `haproxy` (HAProxy straight to the
+    # replica; HTTP only) or `proxy` (Serve's Python proxy; HTTPS always uses it). See README.
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_ingress: Literal["haproxy", "proxy"] = "haproxy"
+    api_replicas: int = 1
+    api_access_log: bool = False  # Serve's per-request access log lines (CPU per request)
 
     # Local stack (used only when the matching external service is unset).
     esb_state_dir: Path = Path(".esb")
@@ -46,6 +51,10 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    # The bus's producers wait this long to fill a batch. 0: a single publish is sent at once
+    # (records still batch while earlier requests are in flight); raise it for fewer, bigger
+    # requests under heavy load, at that much latency per publish.
+    kafka_linger_ms: float = 0.0
     redis_port: int = 6379
     ray_port: int = 6380
     ray_dashboard_port: int = 8265

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import zlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -93,6 +94,7 @@ def event_time_ms(value: datetime | int | None, now_ms: int) -> int:
     return int(value.timestamp() * 1000)
 
 
+@lru_cache(maxsize=4096)  # a batch's events mostly share their publish millisecond
 def rfc3339_ms(epoch_ms: int) -> str:
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"

@@ -27,9 +27,10 @@ def api_deployment(settings: Settings) -> Any:
 
     @ray_serve.deployment(
         name="BusApi",
-        num_replicas=1,
+        num_replicas=settings.api_replicas,
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=settings.serve_max_ongoing_requests,
+        logging_config={"enable_access_log": settings.api_access_log},
     )
     @ray_serve.ingress(app)
     class BusApi:

@@ -58,4 +58,8 @@ def services(request: HTTPConnection) -> Services:
     return found
 
 
-Svc = Annotated[Services, Depends(services)]  # what route handlers take
+async def _services(request: HTTPConnection) -> Services:
+    return services(request)  # async: FastAPI runs a plain dependency in a worker thread
+
+
+Svc = Annotated[Services, Depends(_services)]  # what route handlers take

