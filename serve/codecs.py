@@ -81,11 +81,15 @@ def _ndjson(body: bytes) -> list[Any]:
     return events
 
 
-def _arrow(body: bytes) -> list[Any]:
+def arrow_table(body: bytes) -> pa.Table:
     try:
-        table = pa.ipc.open_stream(body).read_all()
+        return pa.ipc.open_stream(body).read_all()
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadRequest(f"body is not a valid Arrow IPC stream: {exc}") from None
+
+
+def _arrow(body: bytes) -> list[Any]:
+    table = arrow_table(body)
     rows = table.to_pylist()
     if "payload" in table.column_names and pa.types.is_string(table.schema.field("payload").type):
         for row in rows:  # payload sent as JSON text
