@@ -13,7 +13,7 @@ class Config:
     publish_events: int  # scenario 3: events through the batch endpoint per trial
     raw_publish_events: int  # scenario 3: events through the raw producer per trial
     single_rate: float  # scenario 3: single-event requests per second (open loop)
-    single_seconds: float
+    single_seconds: float  # and how long the open and the closed loop (sustained) run
     e2e_rate: float  # scenario 4: events per second (open loop)
     e2e_seconds: float
     e2e_warmup_s: float = 1.0
@@ -21,6 +21,7 @@ class Config:
     partitions: int = 4
     batch_size: int = 1_000
     clients: int = 8
+    single_clients: int = 64  # scenario 3: closed-loop clients of the sustained single publish
     scaling_owners: tuple[int, ...] = (1, 2, 4)
     two_nodes: bool = True  # the two-node part of scaling (quick runs leave it out for time)
     pipeline_owners: int = 2  # scenario 1 (the API's default)
@@ -31,8 +32,8 @@ FULL = Config(
     window_events=2_000_000,
     publish_events=200_000,
     raw_publish_events=1_000_000,
-    single_rate=50.0,
-    single_seconds=20.0,
+    single_rate=500.0,
+    single_seconds=10.0,
     e2e_rate=5_000.0,
     e2e_seconds=30.0,
 )
@@ -41,7 +42,7 @@ QUICK = Config(
     window_events=200_000,
     publish_events=30_000,
     raw_publish_events=200_000,
-    single_rate=50.0,
+    single_rate=500.0,
     single_seconds=3.0,
     e2e_rate=5_000.0,
     e2e_seconds=5.0,

@@ -1,6 +1,7 @@
-"""Scenario 3, http-publish: the batch endpoint (1,000 events per request, 8 concurrent clients)
-against a raw producer loop in one process, and single-event publish latency at a fixed request
-rate, open loop (measured from each request's due time).
+"""Scenario 3, http-publish: the batch endpoint (1,000 events per request, 8 concurrent clients;
+a JSON object, NDJSON and an Arrow IPC body) against a raw producer loop in one process; single
+events sustained (closed loop, many clients); and single-event latency at a fixed request rate,
+open loop (measured from each request's due time).
 
 CPU for the HTTP path is the Serve proxy and the API replica (Ray actors, found through the Ray
 state API) plus the broker and Redis in `extra`; the load generator's own CPU is reported apart.
@@ -11,12 +12,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from benchmarks.measure import Runs, Sample, percentile, ratio
+from benchmarks.measure import Runs, Sample, Target, percentile, ratio
 from benchmarks.pipeline_run import create_stream
 from benchmarks.procstat import CpuMeter
 from benchmarks.scenario import Context, ScenarioResult
 
-BATCH, RAW, SINGLE = "HTTP batch endpoint", "raw producer loop", "HTTP single event"
+RAW, SINGLE, SUSTAINED = "raw producer loop", "HTTP single event", "HTTP single event, sustained"
+FORMATS = {"json": "JSON", "ndjson": "NDJSON", "arrow": "Arrow IPC"}
 
 
 def serve_pids(ctx: Context) -> list[int]:
@@ -34,37 +36,46 @@ def serve_pids(ctx: Context) -> list[int]:
 def run(ctx: Context) -> ScenarioResult:
     config = ctx.config
     result = ScenarioResult("http-publish", "Publishing over HTTP vs a raw producer")
-    batch = Runs(
-        BATCH,
-        f"POST /api/v1/events/batch, {config.batch_size} events/request, "
-        f"{config.clients} concurrent clients, no client event ids",
-    )
+    batches = {
+        kind: Runs(
+            f"HTTP batch endpoint ({label})",
+            f"POST /api/v1/events/batch, {label} body, {config.batch_size} events/request, "
+            f"{config.clients} concurrent clients, no client event ids",
+        )
+        for kind, label in FORMATS.items()
+    }
     raw = Runs(RAW, "one process, confluent-kafka, the product's producer settings")
     single = Runs(SINGLE, f"POST /api/v1/events, open loop at {config.single_rate:.0f} requests/s")
-    result.systems = [batch, raw, single]
+    sustained = Runs(
+        SUSTAINED, f"POST /api/v1/events, {config.single_clients} closed-loop clients"
+    )
+    result.systems = [*batches.values(), raw, sustained, single]
     stream_id, topic = create_stream(ctx.http, f"publish-{uuid.uuid4().hex[:8]}", config.partitions)
     pids = serve_pids(ctx)
     url = ctx.bench.settings.api_url
     latencies: list[float] = []
     for trial in range(1, config.trials + 1):
         label = f"trial {trial}/{config.trials}"
-        ctx.progress(f"{BATCH}, {label} ...")
-        args = [
-            "-m",
-            "benchmarks.runners.http_load",
-            "batch",
-            "--url",
-            url,
-            "--stream-id",
-            stream_id,
-            "--events",
-            str(config.publish_events),
-            "--batch",
-            str(config.batch_size),
-            "--clients",
-            str(config.clients),
-        ]
-        _http_trial(ctx, batch, label, args, pids)
+        for kind, batch in batches.items():
+            ctx.progress(f"{batch.name}, {label} ...")
+            args = [
+                "-m",
+                "benchmarks.runners.http_load",
+                "batch",
+                "--url",
+                url,
+                "--stream-id",
+                stream_id,
+                "--events",
+                str(config.publish_events),
+                "--batch",
+                str(config.batch_size),
+                "--clients",
+                str(config.clients),
+                "--format",
+                kind,
+            ]
+            _http_trial(ctx, batch, label, args, pids)
         ctx.progress(f"{RAW}, {label} ...")
         try:
             sample, report = ctx.runner_sample(
@@ -86,6 +97,21 @@ def run(ctx: Context) -> ScenarioResult:
             ctx.progress(f"{RAW}, {label}: {sample.rate:,.0f} events/s")
         except Exception as exc:
             raw.fail(label, exc, ctx.progress)
+        ctx.progress(f"{SUSTAINED}, {label} ...")
+        args = [
+            "-m",
+            "benchmarks.runners.http_load",
+            "closed",
+            "--url",
+            url,
+            "--stream-id",
+            stream_id,
+            "--clients",
+            str(config.single_clients),
+            "--seconds",
+            str(config.single_seconds),
+        ]
+        _http_trial(ctx, sustained, label, args, pids)
         ctx.progress(f"{SINGLE}, {label} ...")
         args = [
             "-m",
@@ -108,15 +134,49 @@ def run(ctx: Context) -> ScenarioResult:
             single.samples[-1].extra.update(
                 {f"p{int(q * 100)}_ms": percentile(trial_ms, q) for q in (0.5, 0.95, 0.99)}
             )
-    result.ratios = {"HTTP batch / raw producer": ratio(batch.median_rate(), raw.median_rate())}
+    result.ratios = {
+        f"HTTP batch ({FORMATS[kind]}) / raw producer": ratio(b.median_rate(), raw.median_rate())
+        for kind, b in batches.items()
+    }
     ms = [x * 1000 for x in latencies]
-    result.latencies_ms[f"single-event publish at {config.single_rate:.0f}/s"] = {
+    key = f"single-event publish at {config.single_rate:.0f}/s"
+    result.latencies_ms[key] = {
         "samples": len(ms),
         "p50": percentile(ms, 0.5),
         "p95": percentile(ms, 0.95),
         "p99": percentile(ms, 0.99),
         "max": max(ms) if ms else None,
     }
+    result.targets = [
+        Target(
+            "single-event HTTP publish, sustained",
+            ">= 2,000 requests/s",
+            sustained.median_rate(),
+            2000.0,
+            unit="requests/s",
+        ),
+        *(
+            Target(
+                f"single-event publish p{q} at {config.single_rate:.0f}/s (open loop)",
+                f"<= {limit:.0f} ms",
+                result.latencies_ms[key][f"p{q}"],
+                limit + 1e-9,
+                higher_is_better=False,
+                unit="ms",
+            )
+            for q, limit in (("50", 5.0), ("95", 10.0))
+        ),
+        *(
+            Target(
+                f"HTTP batch ({FORMATS[kind]}) / raw producer",
+                ">= 0.5x",
+                ratio(b.median_rate(), raw.median_rate()),
+                0.5,
+                unit="x",
+            )
+            for kind, b in batches.items()
+        ),
+    ]
     result.extra = {"stream_topic": topic, "serve_pids": pids}
     return result
 
