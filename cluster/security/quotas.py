@@ -88,11 +88,11 @@ class TenantQuota:
     which must fit the largest batch (defaults: 10,000 events and 32 MiB, the body limits).
 
     >>> TenantQuota().events_capacity, TenantQuota(events_per_s=None).events_capacity
-    (10000.0, None)
+    (2000000.0, None)
     """
 
-    events_per_s: float | None = 5_000.0
-    bytes_per_s: float | None = 16 * 1024 * 1024
+    events_per_s: float | None = 1_000_000.0  # as cluster.settings: the promise per node
+    bytes_per_s: float | None = 512 * 1024 * 1024
     burst_s: float = 2.0
     max_streams: int | None = 100
     max_subscriptions: int | None = 100
