@@ -1,6 +1,7 @@
-"""Deploy the API on Ray Serve: one replica with num_cpus=0 (it waits on I/O, not the CPU).
-
-With API_TLS_CERTFILE and API_TLS_KEYFILE set, Serve's HTTP proxy speaks HTTPS (uvicorn's TLS).
+"""Deploy the API on Ray Serve: API_REPLICAS replicas with num_cpus=0 (they wait on I/O, not
+the CPU). How HTTP reaches them (HAProxy, or Serve's proxy) is the nodes' environment
+(cluster.stack.ray_head.serve_env). With API_TLS_CERTFILE and API_TLS_KEYFILE set, Serve's HTTP
+proxy speaks HTTPS (uvicorn's TLS).
 """
 
 from __future__ import annotations
