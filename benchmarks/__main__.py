@@ -31,6 +31,7 @@ from benchmarks.scenarios import (
     arrow_ingest,
     end_to_end,
     http_publish,
+    live_http,
     profile,
     scaling,
     two_nodes,
@@ -44,6 +45,7 @@ SCENARIOS = (
     "window-throughput",
     "arrow-ingest",
     "http-publish",
+    "live-http",
     "end-to-end",
     "scaling",
     "two-nodes",
@@ -82,6 +84,8 @@ def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], d
         results.append(arrow_ingest.run(ctx))
     if "http-publish" in only:
         results.append(http_publish.run(ctx))
+    if "live-http" in only:
+        results.append(live_http.run(ctx))
     if "end-to-end" in only:
         results.append(end_to_end.run(ctx))
     if "scaling" in only and loaded is not None:

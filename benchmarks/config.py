@@ -22,6 +22,8 @@ class Config:
     batch_size: int = 1_000
     clients: int = 8
     single_clients: int = 64  # scenario 3: closed-loop clients of the sustained single publish
+    live_rates: tuple[float, ...] = (200.0, 1_000.0)  # live-http: HTTP publishes per second
+    live_seconds: float = 5.0
     scaling_owners: tuple[int, ...] = (1, 2, 4)
     two_nodes: bool = True  # the two-node part of scaling (quick runs leave it out for time)
     pipeline_owners: int = 2  # scenario 1 (the API's default)

@@ -112,7 +112,17 @@ async def batch_load(args: argparse.Namespace) -> dict[str, Any]:
 
 async def single_load(args: argparse.Namespace) -> dict[str, Any]:
     total = int(args.rate * args.seconds)
-    bodies = [orjson.dumps({"stream_id": args.stream_id, **WHO, **event(i)}) for i in range(total)]
+    t0 = time.perf_counter() + 0.2
+    wall0 = time.time() + 0.2
+    # --stamp: each event's event_time is its due send time, for a live subscriber to measure
+    stamps = [
+        {"event_time": int((wall0 + i / args.rate) * 1000)} if args.stamp else {}
+        for i in range(total)
+    ]
+    bodies = [
+        orjson.dumps({"stream_id": args.stream_id, **WHO, **event(i), **stamps[i]})
+        for i in range(total)
+    ]
     latencies: list[float] = []
     failures: list[str] = []
     headers = {"content-type": "application/json", **api_auth()}
@@ -133,7 +143,6 @@ async def single_load(args: argparse.Namespace) -> dict[str, Any]:
             latencies.append(time.perf_counter() - due)
 
         cpu0, _ = self_usage()
-        t0 = time.perf_counter() + 0.2
         tasks = []
         for i, body in enumerate(bodies):
             due = t0 + i / args.rate
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--format", choices=sorted(CONTENT_TYPES), default="json")
+    parser.add_argument("--stamp", action="store_true", help="event_time = due send time")
     args = parser.parse_args()
     load = {"batch": batch_load, "single": single_load, "closed": closed_load}[args.mode]
     sys.stdout.write(orjson.dumps(asyncio.run(load(args))).decode() + "\n")

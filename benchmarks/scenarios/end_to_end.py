@@ -165,7 +165,7 @@ def _trial(
 ) -> tuple[list[float], Sample, tuple[Sample, list[float]]]:
     config, settings = ctx.config, ctx.bench.settings
     publish_s = config.e2e_seconds + config.e2e_warmup_s
-    subscriber = _start_subscriber(ctx, stream_id, publish_s + 5.0)
+    subscriber = start_subscriber(ctx, stream_id, publish_s + 5.0)
     try:
         cpu_before = pipeline.cpu.used()
         report: dict[str, Any] = ctx.run_runner(
@@ -201,14 +201,14 @@ def _trial(
                 "publisher_cpu_s": report["cpu_s"],
             },
         )
-        return latencies, sample, _subscriber_result(subscriber, report, warm_until)
+        return latencies, sample, subscriber_result(subscriber, report, warm_until)
     finally:
         if subscriber.poll() is None:
             subscriber.kill()
             subscriber.wait()
 
 
-def _start_subscriber(ctx: Context, stream_id: str, seconds: float) -> subprocess.Popen[str]:
+def start_subscriber(ctx: Context, stream_id: str, seconds: float) -> subprocess.Popen[str]:
     """The live-tail client, connected before publishing starts."""
     child = subprocess.Popen(
         [
@@ -236,7 +236,7 @@ def _start_subscriber(ctx: Context, stream_id: str, seconds: float) -> subproces
     return child
 
 
-def _subscriber_result(
+def subscriber_result(
     child: subprocess.Popen[str], publisher: dict[str, Any], warm_until: float
 ) -> tuple[Sample, list[float]]:
     out, err = child.communicate(timeout=60)

@@ -46,9 +46,7 @@ def run(ctx: Context) -> ScenarioResult:
     }
     raw = Runs(RAW, "one process, confluent-kafka, the product's producer settings")
     single = Runs(SINGLE, f"POST /api/v1/events, open loop at {config.single_rate:.0f} requests/s")
-    sustained = Runs(
-        SUSTAINED, f"POST /api/v1/events, {config.single_clients} closed-loop clients"
-    )
+    sustained = Runs(SUSTAINED, f"POST /api/v1/events, {config.single_clients} closed-loop clients")
     result.systems = [*batches.values(), raw, sustained, single]
     stream_id, topic = create_stream(ctx.http, f"publish-{uuid.uuid4().hex[:8]}", config.partitions)
     pids = serve_pids(ctx)
