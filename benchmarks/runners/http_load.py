@@ -110,6 +110,23 @@ async def batch_load(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def post_event(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    failures: list[str],
+) -> None:
+    """One single-event publish; anything but 201 is noted in `failures`."""
+    try:
+        async with session.post(f"{url}/api/v1/events", data=body, headers=headers) as answer:
+            await answer.read()
+            if answer.status != 201:
+                failures.append(f"HTTP {answer.status}")
+    except aiohttp.ClientError as exc:
+        failures.append(type(exc).__name__)
+
+
 async def single_load(args: argparse.Namespace) -> dict[str, Any]:
     total = int(args.rate * args.seconds)
     t0 = time.perf_counter() + 0.2
@@ -131,15 +148,7 @@ async def single_load(args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(body: bytes, due: float) -> None:
-            try:
-                async with session.post(
-                    f"{args.url}/api/v1/events", data=body, headers=headers
-                ) as answer:
-                    await answer.read()
-                    if answer.status != 201:
-                        failures.append(f"HTTP {answer.status}")
-            except aiohttp.ClientError as exc:
-                failures.append(type(exc).__name__)
+            await post_event(session, args.url, body, headers, failures)
             latencies.append(time.perf_counter() - due)
 
         cpu0, _ = self_usage()
@@ -177,15 +186,7 @@ async def closed_load(args: argparse.Namespace) -> dict[str, Any]:
                 sent[0] += 1
                 body = orjson.dumps({"stream_id": args.stream_id, **WHO, **event(sent[0])})
                 start = time.perf_counter()
-                try:
-                    async with session.post(
-                        f"{args.url}/api/v1/events", data=body, headers=headers
-                    ) as answer:
-                        await answer.read()
-                        if answer.status != 201:
-                            failures.append(f"HTTP {answer.status}")
-                except aiohttp.ClientError as exc:
-                    failures.append(type(exc).__name__)
+                await post_event(session, args.url, body, headers, failures)
                 latencies.append(time.perf_counter() - start)
 
         cpu0, _ = self_usage()
