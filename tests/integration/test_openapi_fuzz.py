@@ -6,12 +6,15 @@ The `fuzz` tenant's count quotas (tests/conftest.py) keep the topics it may crea
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from cluster.settings import Settings
@@ -19,6 +22,23 @@ from serve.app import create_app
 from tests.conftest import Mint
 
 TENANT = "fuzz"
+
+
+def _arrow_frame() -> bytes:
+    table = pa.table(
+        {"event_type": ["a.b"], "source_capability": ["fuzz"], "aggregate_id": ["k"],
+         "aggregate_type": ["T"], "n": [1]}
+    )  # fmt: skip
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+# Arrow IPC bodies (the /arrow route takes nothing else): a real frame, or bytes that are not one.
+schemathesis.openapi.media_type(
+    "application/vnd.apache.arrow.stream", st.sampled_from([_arrow_frame(), b"not arrow"])
+)
 
 
 @pytest.fixture(scope="module")
