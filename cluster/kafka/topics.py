@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -19,6 +20,23 @@ from cluster.kafka.clients import admin_client, new_consumer
 from cluster.settings import Settings
 
 TIMEOUT_S = 30.0
+
+
+_LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int, attempts: int = 6) -> Any:
+    """(low, high) of one partition, retried while its leader is being elected (a topic just
+    created, or a broker restarting, answers NOT_LEADER_FOR_PARTITION for a moment)."""
+    for attempt in range(attempts):
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() not in _LEADER_MOVING or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class TopicAdmin:
@@ -82,10 +100,7 @@ class TopicAdmin:
             meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
             if meta is None or meta.error is not None:
                 raise NotFound(f"Kafka topic {topic} does not exist")
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in sorted(meta.partitions)
-            }
+            return {p: _watermarks(consumer, topic, p) for p in sorted(meta.partitions)}
         except KafkaException as exc:
             raise ServiceUnavailable(f"Kafka did not answer for {topic}: {exc}") from None
         finally:
