@@ -2,8 +2,10 @@
 
 The rates are token buckets in Redis, one hash per tenant (`esb:tenant:<t>:quota:publish`),
 refilled and charged by one Lua script, so every API replica shares them atomically and
-one tenant's flood only ever drains its own bucket. The clock is Redis's (TIME) unless a
-clock is injected (tests), so replicas with skewed clocks agree.
+one tenant's flood only ever drains its own bucket. A replica charges a tenant's concurrent
+publishes together (one script call) and falls back to one by one when the sum does not fit.
+The clock is Redis's (TIME) unless a clock is injected (tests), so replicas with skewed clocks
+agree.
 
 Counts are Redis sets of resource ids (`esb:tenant:<t>:quota:streams`): adding the same id
 twice (an idempotent re-apply) does not count twice, and releasing is exact.
@@ -17,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from cluster import naming
+from cluster.coalescing import Coalescer
 from cluster.errors import Conflict, PayloadTooLarge, TooManyRequests
 
 if TYPE_CHECKING:
@@ -162,6 +165,10 @@ class QuotaLimiter:
         self._clock = clock
         self._bucket = client.register_script(_TOKEN_BUCKET)
         self._acquire = client.register_script(_ACQUIRE_SLOT)
+        # A tenant's concurrent publishes are charged in one round trip (cluster.coalescing).
+        self._charges: Coalescer[tuple[int, int], TooManyRequests | None] = Coalescer(
+            self._charge_together, max_batch=256
+        )
 
     def quota_for(self, tenant: str) -> TenantQuota:
         return self.overrides.get(tenant, self.default)
@@ -188,24 +195,42 @@ class QuotaLimiter:
                 f"{size_bytes} bytes in one request exceed the tenant's burst of {by_cap:.0f}"
                 " bytes: split the batch"
             )
+        refusal = await self._charges.submit((tenant,), (events, size_bytes))
+        if refusal is not None:
+            raise refusal
+
+    async def _charge_together(
+        self, costs: list[tuple[int, int]], tenant: str
+    ) -> list[TooManyRequests | None]:
+        """Concurrent charges of one tenant in one script call; when the sum does not fit,
+        each is charged alone, so a full bucket refuses exactly what it would have refused."""
+        if len(costs) > 1:
+            together = (sum(e for e, _ in costs), sum(b for _, b in costs))
+            if await self._charge(tenant, *together) is None:
+                return [None] * len(costs)
+        return [await self._charge(tenant, events, size) for events, size in costs]
+
+    async def _charge(self, tenant: str, events: int, size_bytes: int) -> TooManyRequests | None:
+        quota = self.quota_for(tenant)
         now = "" if self._clock is None else str(int(self._clock() * 1000))
         args: list[float | int | str] = [
             _rate(quota.events_per_s),
-            ev_cap or 0,
+            quota.events_capacity or 0,
             _rate(quota.bytes_per_s),
-            by_cap or 0,
+            quota.bytes_capacity or 0,
             events,
             size_bytes,
             now,
         ]
         allowed, wait_ms = await self._bucket(keys=[self._key(tenant, "publish")], args=args)
-        if not int(allowed):
-            wait_s = int(wait_ms) / 1000
-            raise TooManyRequests(
-                f"tenant {tenant!r} is over its publish quota ({_describe(quota)}); "
-                f"retry in {wait_s:.2f} s",
-                retry_after_s=wait_s,
-            )
+        if int(allowed):
+            return None
+        wait_s = int(wait_ms) / 1000
+        return TooManyRequests(
+            f"tenant {tenant!r} is over its publish quota ({_describe(quota)}); "
+            f"retry in {wait_s:.2f} s",
+            retry_after_s=wait_s,
+        )
 
     async def acquire_slot(self, tenant: str, kind: Countable, resource_id: str) -> None:
         """Count `resource_id` against the tenant's `kind` limit before creating it; already

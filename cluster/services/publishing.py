@@ -21,11 +21,11 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from cluster import naming
+from cluster.coalescing import Coalescer
 from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
 from cluster.models.streams import StreamRecord
 from cluster.security.event_crypto import EventCipher
 from cluster.services.bus import Bus, shared_bus
-from cluster.services.coalescing import Coalescer
 from cluster.services.streaming import check_identifier, check_user_id
 from cluster.settings import Settings
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
@@ -122,7 +122,7 @@ def _sealed_arrow(
 class EventPublishingService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
-        # Concurrent single publishes to one stream share a batch (cluster.services.coalescing).
+        # Concurrent single publishes to one stream share a batch (cluster.coalescing).
         self._singles: Coalescer[EventIn, PublishReceipt] = Coalescer(
             self._publish_together, max_batch=self._bus.settings.max_batch_events
         )

@@ -1,5 +1,5 @@
 """The front door's fast paths on the real stack: concurrent single publishes that share a batch
-(cluster.services.coalescing) each get their own answer, exactly once; and the opt-in Arrow
+(cluster.coalescing) each get their own answer, exactly once; and the opt-in Arrow
 route writes Arrow-batched records that unpack to the events sent."""
 
 from __future__ import annotations

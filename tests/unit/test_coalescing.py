@@ -1,4 +1,4 @@
-"""Group commit of single publishes (cluster.services.coalescing): every caller gets its own
+"""Group commit of single publishes (cluster.coalescing): every caller gets its own
 result, failures reach every caller of the batch, and keys never mix."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from cluster.services.coalescing import Coalescer
+from cluster.coalescing import Coalescer
 
 
 async def test_callers_of_one_key_share_batches_and_keys_never_mix() -> None:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipelines", "cluster", "actors", "serve", "event_streaming_bus")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipelines",),
-    ("cluster.settings", "cluster.errors", "cluster.naming", "cluster"),
+    ("cluster.settings", "cluster.errors", "cluster.naming", "cluster.coalescing", "cluster"),
     ("cluster.kafka", "cluster.stores", "cluster.models", "cluster.security", "cluster.ray_client"),
     ("cluster.services",),
     ("actors", "serve"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import pytest
 
@@ -151,3 +153,12 @@ def test_quota_from_settings_like_object() -> None:
     quota = quota_from(FakeSettings())
     assert (quota.events_per_s, quota.max_streams) == (100.0, 3)
     assert quota.bytes_per_s == TenantQuota().bytes_per_s
+
+
+async def test_concurrent_charges_refuse_exactly_what_one_by_one_would() -> None:
+    quotas = limiter(Clock())  # a bucket of 10 events
+    answers = await asyncio.gather(
+        *(quotas.charge_publish("acme", 3, 10) for _ in range(5)), return_exceptions=True
+    )
+    refused = [a for a in answers if isinstance(a, TooManyRequests)]
+    assert len(refused) == 2 and answers.count(None) == 3  # 3 x 3 fit in 10, not a 4th

@@ -1,5 +1,6 @@
-"""Group commit for single publishes: concurrent `publish_one` calls for the same stream, tenant
-and user go out as one batch (one stream lookup, one idempotency pipeline, one produce call).
+"""Group commit: concurrent calls with the same key go out as one batch. Single publishes to one
+stream share a lookup, an idempotency pipeline and a produce call (services.publishing); a
+tenant's concurrent quota charges share one Redis script call (security.quotas).
 
 Per key, at most one batch is in flight; whatever arrives meanwhile waits for it and goes in the
 next one. A lone request is sent at once (nothing waits for company), and under load the batches
