@@ -98,15 +98,22 @@ async def batch_load(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(args.clients)))
         seconds = time.perf_counter() - t0
+    return report(published[0], seconds, cpu0, failures, requests=requests)
+
+
+def report(
+    events: int, seconds: float, cpu0: float, failures: list[str], **extra: Any
+) -> dict[str, Any]:
+    """The JSON line every mode prints: what got through, in how long, at what CPU cost."""
     cpu, peak = self_usage()
     return {
-        "events": published[0],
+        "events": events,
         "seconds": seconds,
         "cpu_s": cpu - cpu0,
         "peak_rss_bytes": peak,
-        "requests": requests,
         "failures": failures[:5],
         "failed_requests": len(failures),
+        **extra,
     }
 
 
@@ -161,16 +168,7 @@ async def single_load(args: argparse.Namespace) -> dict[str, Any]:
             tasks.append(asyncio.create_task(one(body, due)))
         await asyncio.gather(*tasks)
         seconds = time.perf_counter() - t0
-    cpu, peak = self_usage()
-    return {
-        "events": total,
-        "seconds": seconds,
-        "cpu_s": cpu - cpu0,
-        "peak_rss_bytes": peak,
-        "latencies_s": latencies,
-        "failures": failures[:5],
-        "failed_requests": len(failures),
-    }
+    return report(total, seconds, cpu0, failures, latencies_s=latencies)
 
 
 async def closed_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,16 +191,7 @@ async def closed_load(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         await asyncio.gather(*(client(t0 + args.seconds) for _ in range(args.clients)))
         seconds = time.perf_counter() - t0
-    cpu, peak = self_usage()
-    return {
-        "events": len(latencies) - len(failures),
-        "seconds": seconds,
-        "cpu_s": cpu - cpu0,
-        "peak_rss_bytes": peak,
-        "latencies_s": latencies,
-        "failures": failures[:5],
-        "failed_requests": len(failures),
-    }
+    return report(len(latencies) - len(failures), seconds, cpu0, failures, latencies_s=latencies)
 
 
 def main() -> None:

@@ -4,12 +4,14 @@ confluent-kafka reader for checking what landed on a topic, and stream creation 
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -58,6 +60,14 @@ def create_stream(http: httpx.Client, tenant: str, name: str, **config: Any) -> 
     assert answer.status_code == 201, answer.text
     created: dict[str, Any] = answer.json()
     return created
+
+
+def ipc_stream(table: pa.Table) -> bytes:
+    """An Arrow IPC stream of `table`: the body the Arrow routes take."""
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
 
 
 def token(http: httpx.Client) -> dict[str, str]:

@@ -6,7 +6,6 @@ The `fuzz` tenant's count quotas (tests/conftest.py) keep the topics it may crea
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import httpx
@@ -20,19 +19,14 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from cluster.settings import Settings
 from serve.app import create_app
 from tests.conftest import Mint
+from tests.integration.conftest import ipc_stream
 
 TENANT = "fuzz"
 
 
 def _arrow_frame() -> bytes:
-    table = pa.table(
-        {"event_type": ["a.b"], "source_capability": ["fuzz"], "aggregate_id": ["k"],
-         "aggregate_type": ["T"], "n": [1]}
-    )  # fmt: skip
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    envelope = {"event_type": "a.b", "source_capability": "fuzz", "aggregate_id": "k"}
+    return ipc_stream(pa.Table.from_pylist([{**envelope, "aggregate_type": "T", "n": 1}]))
 
 
 # Arrow IPC bodies (the /arrow route takes nothing else): a real frame, or bytes that are not one.

@@ -5,7 +5,6 @@ route writes Arrow-batched records that unpack to the events sent."""
 from __future__ import annotations
 
 import asyncio
-import io
 from collections import Counter
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from cluster.settings import Settings
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
-from tests.integration.conftest import create_stream, read_topic
+from tests.integration.conftest import create_stream, ipc_stream, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +68,7 @@ def _frame(rows: int) -> bytes:
             "celsius": [float(i) for i in range(rows)],
         }
     )
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+    return ipc_stream(table)
 
 
 def test_arrow_route_writes_arrow_batched_records(
@@ -103,9 +99,6 @@ def test_arrow_route_refuses_what_it_cannot_read(http: httpx.Client, unique: str
     arrow = {"content-type": "application/vnd.apache.arrow.stream"}
     garbage = http.post(url, params=params, content=b"not arrow", headers=arrow)
     assert garbage.status_code == 400
-    table = pa.table({"event_type": ["a.b"]})  # no aggregate_id, source, type
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    missing = http.post(url, params=params, content=sink.getvalue(), headers=arrow)
+    no_envelope = ipc_stream(pa.table({"event_type": ["a.b"]}))  # no aggregate_id, source, type
+    missing = http.post(url, params=params, content=no_envelope, headers=arrow)
     assert missing.status_code == 422, missing.text
