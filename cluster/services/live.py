@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import polars as pl
@@ -29,7 +29,6 @@ from cluster.services.bus import Bus
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 
 BATCH = 500
-Start = Literal["latest", "earliest"]
 
 
 class Tail:
