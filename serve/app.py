@@ -10,7 +10,7 @@ import logging
 from fastapi import FastAPI
 
 from cluster.settings import Settings
-from serve import problems
+from serve import problems, websocket
 from serve.routes import events, health, live, pipelines, streams, subscriptions
 
 VERSION = "0.1.0"
@@ -34,5 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(subscriptions.router)
     app.include_router(live.router)
+    # Last, so that it only catches WebSocket paths no route above matched.
+    app.add_api_websocket_route("/{path:path}", websocket.unknown_route)
     problems.document(app)
     return app

@@ -1,7 +1,18 @@
-"""Relaying a stream of messages to a WebSocket client without ever waiting for it.
+"""Relaying a stream of messages to a WebSocket client without ever waiting for it, and refusing
+one with a reason it can read.
 
 Messages go through a bounded queue; a client that falls `limit` messages behind is closed with
 1008 (policy violation) and a reason, so a slow client never slows the producer behind it.
+
+A refused socket is accepted, then closed at once with 4000 + the HTTP status the same request
+would get (4401 no or bad token, 4403 not allowed, 4404 unknown stream, pipeline, subscription or
+route, 4422 bad query, 4429 over quota, 4503 backend down) and the problem's detail as the
+reason: a rejection before the handshake would reach the client as a bare HTTP 403.
+
+>>> close_code(NotFound("stream 'x' not found"))
+4404
+>>> len(close_reason("é" * 200).encode())
+123
 """
 
 from __future__ import annotations
@@ -12,7 +23,35 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from cluster.errors import EsbError, NotFound
+
 LIVE_QUEUE = 1000
+MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
+
+
+def close_code(exc: EsbError) -> int:
+    return 4000 + exc.status if 400 <= exc.status < 600 else 1011
+
+
+def close_reason(detail: str) -> str:
+    """`detail` cut to what a close frame can carry, on a character boundary."""
+    return detail.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+async def refuse(websocket: WebSocket, exc: EsbError) -> None:
+    await websocket.accept()
+    await websocket.close(code=close_code(exc), reason=close_reason(exc.detail))
+
+
+async def unknown_route(websocket: WebSocket, path: str) -> None:
+    """The last WebSocket route: an unknown path is refused with 4404 and the routes that exist."""
+    await refuse(
+        websocket,
+        NotFound(
+            f"no WebSocket at /{path}: use /ws/events/{{stream}}, /ws/pipelines/{{id}} "
+            "or /ws/subscriptions/{id}"
+        ),
+    )
 
 
 async def relay(

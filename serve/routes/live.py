@@ -15,7 +15,7 @@ from cluster.errors import EsbError, InvalidInput
 from cluster.security import Action, authorize
 from serve.auth import authenticate, scope
 from serve.deps import services
-from serve.websocket import relay
+from serve.websocket import refuse, relay
 
 router = APIRouter(tags=["events"])
 
@@ -41,7 +41,7 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
             event_types=globs,
         )
     except EsbError as exc:
-        await websocket.close(code=1008, reason=exc.detail[:120])
+        await refuse(websocket, exc)
         return
     await websocket.accept()
     try:

@@ -34,7 +34,7 @@ from serve.models import (
     PipelineStopped,
     PipelineSubmitted,
 )
-from serve.websocket import redis_messages, relay
+from serve.websocket import redis_messages, refuse, relay
 
 router = APIRouter(tags=["pipelines"])
 
@@ -163,7 +163,7 @@ async def live_results(websocket: WebSocket, pipeline_id: str) -> None:
         tenant = websocket.query_params.get("tenant_id")
         await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant)
     except EsbError as exc:
-        await websocket.close(code=1008, reason=exc.detail[:120])
+        await refuse(websocket, exc)
         return
     await websocket.accept()
     pubsub = svc.bus.redis.pubsub()

@@ -35,7 +35,7 @@ from serve.models import (
     SubscriptionStatus,
     SubscriptionView,
 )
-from serve.websocket import redis_messages, relay
+from serve.websocket import redis_messages, refuse, relay
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -220,7 +220,7 @@ async def live_subscription(websocket: WebSocket, subscription_id: str) -> None:
         record = await _subscription(svc, caller, read, subscription_id, tenant)
         status = await svc.subscriptions.status(record.subscription_id, record.tenant_id)
     except EsbError as exc:
-        await websocket.close(code=1008, reason=exc.detail[:120])
+        await refuse(websocket, exc)
         return
     await websocket.accept()
     pubsub = svc.bus.redis.pubsub()

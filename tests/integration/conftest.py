@@ -14,6 +14,8 @@ import httpx
 import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from cluster.settings import Settings
 from tests.integration.subscription_helpers import Receiver
@@ -73,6 +75,19 @@ def ipc_stream(table: pa.Table) -> bytes:
 def token(http: httpx.Client) -> dict[str, str]:
     """The http client's Authorization header, for a WebSocket client."""
     return {"Authorization": http.headers["authorization"]}
+
+
+def refused(url: str, code: int, **connect_args: Any) -> str:
+    """The reason a WebSocket at `url` is closed with `code` right after its handshake (the bus
+    accepts, then closes with 4000 + the HTTP status, so a stock client can read why)."""
+    with (
+        connect(url, open_timeout=30, **connect_args) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=30)
+    close = closed.value.rcvd
+    assert close is not None and close.code == code, (url, close)
+    return close.reason
 
 
 @pytest.fixture
