@@ -76,7 +76,28 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
 
 
 def admin_client(settings: Settings) -> AdminClient:
+    """Keep the client referenced until its futures are done: a collected client never
+    completes them (`admin_client(s).op(...).result(t)` waits the whole `t`)."""
     return AdminClient(client_config(settings))
+
+
+def delete_group(settings: Settings, group_id: str, deadline_s: float = 60.0) -> bool:
+    """Delete a consumer group once its members are gone; True when it is gone. A static member
+    (group.instance.id, as dispatchers use) never leaves on close: the broker drops it only
+    when its session times out, and until then the group is not empty."""
+    admin = admin_client(settings)
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            admin.delete_consumer_groups([group_id], request_timeout=15)[group_id].result(20)
+            return True
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if code == KafkaError.GROUP_ID_NOT_FOUND:
+                return True
+            if code != KafkaError.NON_EMPTY_GROUP or time.monotonic() > end:
+                return False
+        time.sleep(1.0)
 
 
 def new_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:

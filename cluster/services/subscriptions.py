@@ -24,7 +24,13 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from cluster import naming
 from cluster.errors import Conflict, InvalidInput, ServiceUnavailable
-from cluster.kafka.clients import admin_client, committed_offsets, new_consumer, offsets_for_time
+from cluster.kafka.clients import (
+    admin_client,
+    committed_offsets,
+    delete_group,
+    new_consumer,
+    offsets_for_time,
+)
 from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord
 from cluster.security.webhooks import check_webhook_url, new_secret
 from cluster.services.bus import Bus, shared_bus
@@ -67,6 +73,7 @@ class SubscriptionService:
         self._bus = bus or shared_bus(settings)
         self._launcher: Dispatchers = launcher or NoDispatchers()
         self._dead_letters = DeadLetters(self._bus)
+        self._group_deletions: set[asyncio.Task[bool]] = set()  # referenced until done
 
     @property
     def _store(self) -> SubscriptionStore:
@@ -191,18 +198,21 @@ class SubscriptionService:
 
     async def cancel(self, subscription_id: str, tenant_id: str | None = None) -> str:
         """Stop the dispatchers for good; the record and the dead letters stay readable, and the
-        consumer group id is free again."""
+        consumer group id is free again at once. The Kafka group itself is deleted in the
+        background once the dispatchers' static memberships expire (session.timeout.ms, 10 s);
+        a process that exits before then leaves the empty group for the broker to expire
+        (offsets.retention.minutes)."""
         record = await self.get_record(subscription_id, tenant_id)
         await self._store.set_state(record.subscription_id, "cancelled")
         if record.config.target != "pull":
             await asyncio.to_thread(self._launcher.stop, record)
         await self._store.release_group(record.tenant_id, record.config.consumer_group_id)
-        await asyncio.to_thread(self._delete_group, record.group_id)
+        deletion = asyncio.create_task(
+            asyncio.to_thread(delete_group, self._bus.settings, record.group_id)
+        )
+        self._group_deletions.add(deletion)
+        deletion.add_done_callback(self._group_deletions.discard)
         return "cancelled"
-
-    def _delete_group(self, group_id: str) -> None:
-        with contextlib.suppress(Exception):  # members may linger until their session ends
-            admin_client(self._bus.settings).delete_consumer_groups([group_id])[group_id].result(15)
 
     # --- inspection ---------------------------------------------------------------------------
 
