@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipelines.errors import InvalidInput
+
 CONTENT_TYPE_HEADER: tuple[str, str | bytes | None] = (
     "content-type",
     b"application/cloudevents+json; charset=utf-8",
@@ -67,7 +69,7 @@ class EventIn(EventConfig):
     def _aware(cls, value: datetime | int | None) -> datetime | int | None:
         if isinstance(value, datetime) and value.tzinfo is None:
             raise ValueError("event_time needs a timezone offset, e.g. 2026-01-01T12:00:00Z")
-        if isinstance(value, int) and not 0 <= value < 253402300800000:
+        if isinstance(value, int) and not 0 <= value < MAX_TIME_MS:
             raise ValueError("event_time in epoch milliseconds must be between 0 and year 9999")
         return value
 
@@ -92,6 +94,38 @@ def event_time_ms(value: datetime | int | None, now_ms: int) -> int:
     if isinstance(value, int):
         return value
     return int(value.timestamp() * 1000)
+
+
+MAX_TIME_MS = 253402300800000  # year 10000: past every timestamp Kafka or Python can hold
+MAX_OFFSET = 2**63 - 1  # Kafka offsets are int64; larger numbers overflow the client
+
+
+def parse_time_ms(value: str, name: str = "from_time") -> int:
+    """A query's time, RFC 3339 with an offset or epoch milliseconds, as epoch ms (InvalidInput,
+    naming `name`, for anything else or out of range).
+
+    >>> parse_time_ms("2026-01-01T00:00:00Z"), parse_time_ms("1767225600000")
+    (1767225600000, 1767225600000)
+    >>> parse_time_ms("99999999999999999999")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.InvalidInput: from_time must be between 0 and 253402300799999 (year 9999)
+    """
+    if value.isdigit():
+        moment_ms = int(value)
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"{name} {value!r} is neither RFC 3339 nor epoch milliseconds"
+            ) from None
+        if moment.tzinfo is None:
+            raise InvalidInput(f"{name} needs a timezone offset, e.g. 2026-01-01T12:00:00Z")
+        moment_ms = int(moment.timestamp() * 1000)
+    if not 0 <= moment_ms < MAX_TIME_MS:
+        raise InvalidInput(f"{name} must be between 0 and {MAX_TIME_MS - 1} (year 9999)")
+    return moment_ms
 
 
 @lru_cache(maxsize=4096)  # a batch's events mostly share their publish millisecond

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster import naming
 from pipelines.decode import glob_to_regex
+from pipelines.envelope import MAX_OFFSET, MAX_TIME_MS
 
 DeliveryMode = Literal["at_most_once", "at_least_once", "exactly_once"]
 StartPosition = Literal["earliest", "latest", "offset", "timestamp"]
@@ -88,8 +89,8 @@ class SubscriptionConfig(BaseModel):
     )
     delivery_mode: DeliveryMode = "at_least_once"
     start_position: StartPosition = "latest"
-    start_offset: int | None = Field(default=None, ge=0)
-    start_time_ms: int | None = Field(default=None, ge=0)
+    start_offset: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
+    start_time_ms: int | None = Field(default=None, ge=0, lt=MAX_TIME_MS)
     batch_size: int = Field(default=100, ge=1, le=10_000, description="Records per poll/commit.")
     retry_policy: RetryPolicy = Field(default_factory=RetryPolicy)
 

@@ -105,7 +105,10 @@ def address_refused(address: str) -> str | None:
 
 def parse_webhook_url(url: str) -> tuple[str, int]:
     """(host, port) of an http(s) URL without credentials; InvalidInput otherwise."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInput(f"webhook_url {url!r} does not parse: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"webhook_url must be an http(s) URL with a host, not {url!r}")
     if parts.username or parts.password:
@@ -123,7 +126,8 @@ def _refusal(host: str, addresses: list[str]) -> str | None:
         if why is not None:
             return (
                 f"webhook host {host!r} resolves to {address} ({why}); such addresses are "
-                "refused unless ALLOW_PRIVATE_WEBHOOKS is set"
+                "refused unless the API was started with ALLOW_PRIVATE_WEBHOOKS=true "
+                "(e.g. `ALLOW_PRIVATE_WEBHOOKS=true make run`)"
             )
     return None
 
@@ -132,12 +136,12 @@ def check_webhook_url(url: str, *, allow_private: bool) -> None:
     """At creation: the URL is well formed and (unless allowed) resolves only to public
     addresses. Blocking (DNS); call through a thread from async code."""
     host, port = parse_webhook_url(url)
-    if allow_private:
-        return
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
+    except socket.gaierror as exc:  # private or not: deliveries could only dead-letter
         raise InvalidInput(f"webhook host {host!r} does not resolve: {exc}") from None
+    if allow_private:
+        return
     why = _refusal(host, [str(info[4][0]) for info in infos])
     if why is not None:
         raise InvalidInput(why)

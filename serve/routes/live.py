@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from cluster.errors import EsbError, InvalidInput
+from cluster.errors import EsbError
 from cluster.security import Action, authorize
+from pipelines.envelope import parse_time_ms
 from serve.auth import authenticate, scope
 from serve.deps import services
 from serve.websocket import refuse, relay
@@ -30,14 +31,13 @@ async def live_events(websocket: WebSocket, stream_name: str) -> None:
         record = await svc.bus.streams.resolve(stream_name, scope(caller, params.get("tenant_id")))
         authorize(caller, Action.EVENT_READ, stream=(record.stream_id, record.stream_name))
         raw_time = params.get("from_time_ms")
-        if raw_time is not None and not raw_time.isdigit():
-            raise InvalidInput("from_time_ms must be epoch milliseconds")
+        from_time_ms = None if raw_time is None else parse_time_ms(raw_time, "from_time_ms")
         globs = [g.strip() for g in params.get("event_types", "*").split(",") if g.strip()]
         # Positions are fixed before the handshake: `latest` means after the socket opened.
         tail = await svc.live.open(
             record,
             start=params.get("start", "latest"),
-            from_time_ms=int(raw_time) if raw_time is not None else None,
+            from_time_ms=from_time_ms,
             event_types=globs,
         )
     except EsbError as exc:

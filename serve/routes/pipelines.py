@@ -14,6 +14,7 @@ from cluster import naming
 from cluster.errors import EsbError
 from cluster.models.pipelines import PipelineRecord
 from cluster.security import Action, Principal, authorize
+from pipelines.envelope import MAX_OFFSET, MAX_TIME_MS
 from pipelines.spec import PipelineSpec
 from serve.auth import (
     Caller,
@@ -120,11 +121,19 @@ async def pipeline_results(
     caller: Caller,
     tenant_id: TenantQuery = None,
     key: Annotated[str | None, Query(max_length=256)] = None,
-    from_ms: Annotated[int | None, Query(description="window start (by key) or end >=")] = None,
-    to_ms: Annotated[int | None, Query(description="... < this")] = None,
-    latest: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    from_ms: Annotated[
+        int | None,
+        Query(ge=0, lt=MAX_TIME_MS, description="Window start (with key) or end >= this (ms)."),
+    ] = None,
+    to_ms: Annotated[
+        int | None, Query(ge=0, lt=MAX_TIME_MS, description="... and < this (epoch ms).")
+    ] = None,
+    latest: Annotated[
+        int | None,
+        Query(ge=1, le=10_000, description="A count: the newest this many windows per key."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Results per page.")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Results to skip.")] = 0,
 ) -> dict[str, Any]:
     record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
     return await svc.processing.results(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from cluster.errors import InvalidInput
 from cluster.models.streams import StreamConfig, StreamRecord
 from cluster.security import Action, Principal, authorize
+from pipelines.envelope import MAX_OFFSET, parse_time_ms
 from serve.auth import Caller, TenantQuery, body_tenant, client_fields, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc
@@ -97,16 +96,31 @@ async def read_events(
     svc: Svc,
     caller: Caller,
     tenant_id: TenantQuery = None,
-    partition: Annotated[int | None, Query(ge=0)] = None,
-    from_offset: Annotated[int | None, Query(ge=0)] = None,
-    from_time: Annotated[
-        str | None, Query(description="RFC 3339 or epoch milliseconds", max_length=64)
+    partition: Annotated[
+        int | None, Query(ge=0, le=999, description="Only this partition (default: all).")
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=100_000)] = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
+    from_offset: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="Start at this offset.")
+    ] = None,
+    from_time: Annotated[
+        str | None,
+        Query(
+            description="Start at the first record Kafka stored at or after this time (the "
+            "publish time, not the event's `time`): RFC 3339 or epoch milliseconds.",
+            max_length=64,
+        ),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100_000, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, description="Events per page, at most MAX_READ_LIMIT (1000).")
+    ] = 100,
 ) -> dict[str, Any]:
-    """A page of events in partition and offset order; pass `next_cursor` back for the next."""
-    from_time_ms = _epoch_ms(from_time)  # bad input is a 422 before any lookup
+    """A page of events in partition and offset order (partition 0 first, each in offset
+    order; not merged by time); pass `next_cursor` back for the next."""
+    # bad input is a 422 before any lookup
+    from_time_ms = None if from_time is None else parse_time_ms(from_time)
     record = await _stream(svc, caller, Action.EVENT_READ, stream_id, tenant_id)
     return await svc.consumption.read_events(
         record.stream_id,
@@ -125,19 +139,3 @@ async def stream_metrics(
 ) -> dict[str, Any]:
     record = await _stream(svc, caller, Action.STREAM_READ, stream_id, tenant_id)
     return await svc.streams.get_metrics(record.stream_id, record.tenant_id)
-
-
-def _epoch_ms(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"from_time {value!r} is neither RFC 3339 nor epoch milliseconds"
-        ) from None
-    if moment.tzinfo is None:
-        raise InvalidInput("from_time needs a timezone offset, e.g. 2026-01-01T12:00:00Z")
-    return int(moment.timestamp() * 1000)

@@ -15,6 +15,7 @@ from cluster import naming
 from cluster.errors import EsbError
 from cluster.models.subscriptions import SubscriptionConfig, SubscriptionRecord
 from cluster.security import Action, Principal, authorize
+from pipelines.envelope import MAX_OFFSET
 from serve.auth import (
     Caller,
     TenantQuery,
@@ -179,7 +180,7 @@ async def subscription_dead_letters(
     svc: Svc,
     caller: Caller,
     tenant_id: TenantQuery = None,
-    offset: Annotated[int, Query(ge=0, description="dead-letter topic offset")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="dead-letter topic offset")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Dead letters oldest first: the event, the error, attempts and timestamps."""

@@ -91,6 +91,12 @@ def test_ssrf_guard_on_urls() -> None:
     for bad in ("ftp://example.com/x", "http:///nohost", "https://user:pw@example.com/"):
         with pytest.raises(InvalidInput):
             check_webhook_url(bad, allow_private=True)
+    with pytest.raises(InvalidInput, match="does not parse"):
+        check_webhook_url("http://[::1", allow_private=True)
+    with pytest.raises(InvalidInput, match="ALLOW_PRIVATE_WEBHOOKS=true"):
+        check_webhook_url("http://[::1]:9/hook", allow_private=False)
+    with pytest.raises(InvalidInput, match="does not resolve"):  # allowed or not: never deliverable
+        check_webhook_url("http://hooks.example.invalid/esb", allow_private=True)
 
 
 def test_backoff_is_full_jitter_within_exponential_bounds() -> None:
