@@ -30,7 +30,7 @@ from cluster.services.streaming import check_identifier
 from cluster.settings import Settings
 from cluster.stack.secrets import local_master_key_file
 
-__all__ = ["add_keys_parser", "delete_tenant", "keys_command", "rotate_master"]
+__all__ = ["delete_tenant", "execute", "register", "rotate_master"]
 
 
 def write_secret(path: Path, text: str, *, replace: bool) -> None:
@@ -79,7 +79,7 @@ def with_local_master(settings: Settings) -> Settings:
     return settings.model_copy(update={"esb_master_key_file": local})
 
 
-def add_keys_parser(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     keys = subparsers.add_parser("keys", help="master and tenant keys of encrypted streams")
     commands = keys.add_subparsers(dest="keys_command", required=True)
     new = commands.add_parser("new-master", help="print (or --out) a fresh master key")
@@ -96,7 +96,7 @@ def add_keys_parser(subparsers: Any) -> None:
     delete.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
 
-def keys_command(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+def execute(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.keys_command == "new-master":
         key = base64.b64encode(os.urandom(32)).decode()

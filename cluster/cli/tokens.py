@@ -1,10 +1,5 @@
 """`esb tokens ...`: mint local bearer tokens and publish signing keys as a JWKS.
 
-Hook into cluster/cli.py with two lines:
-
-    add_tokens_parser(sub)                                   # in _parser()
-    if args.command == "tokens": return tokens_command(args, settings)   # in dispatch()
-
 The token alone goes to stdout (`TOKEN=$(esb tokens create ...)`); notes go to stderr.
 """
 
@@ -21,9 +16,10 @@ from cluster.errors import InvalidInput
 from cluster.security.config import AuthConfig, auth_config_from
 from cluster.security.principal import ANY, ROLES, Role
 from cluster.security.tokens import mint_token, public_jwk
-from cluster.settings import get_settings
+from cluster.settings import Settings, get_settings
+from cluster.stack.secrets import with_local_secrets
 
-__all__ = ["add_tokens_parser", "parse_duration", "tokens_command"]
+__all__ = ["execute", "parse_duration", "register", "tokens_command"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -40,7 +36,7 @@ def parse_duration(text: str) -> int:
     return int(match[1]) * _UNITS[match[2] or "s"]
 
 
-def add_tokens_parser(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add `tokens create` and `tokens jwk` to the `esb` sub-parsers; returns `tokens`."""
     tokens = cast(
         argparse.ArgumentParser,
@@ -95,6 +91,11 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
+
+
+def execute(args: argparse.Namespace, settings: Settings) -> int:
+    """From `esb`: signed with the secret the local stack's API checks."""
+    return tokens_command(args, with_local_secrets(settings))
 
 
 def tokens_command(

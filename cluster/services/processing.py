@@ -14,10 +14,9 @@ import uuid
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from ray.job_submission import JobStatus, JobSubmissionClient
 
 from cluster import naming
 from cluster.errors import InvalidInput, ServiceUnavailable
@@ -27,6 +26,9 @@ from cluster.services.streaming import check_identifier, kafka_topic
 from cluster.settings import Settings, worker_env
 from cluster.stores.records import TenantRecords
 from pipelines.spec import PipelineSpec
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The job's working_dir is the project, but only its packages: an allowlist, so data or caches
@@ -49,6 +51,10 @@ class StreamProcessingService:
 
     @cached_property
     def _jobs(self) -> JobSubmissionClient:
+        # Imported here, not above: Ray takes a second to import, which the CLI's other
+        # commands and the SDK's users who never run pipelines should not pay.
+        from ray.job_submission import JobSubmissionClient
+
         try:
             return JobSubmissionClient(self._bus.settings.jobs_url)
         except (ConnectionError, RuntimeError) as exc:
@@ -126,7 +132,7 @@ class StreamProcessingService:
     async def status(self, pipeline_id: str, tenant_id: str | None = None) -> dict[str, Any]:
         """The job's state and progress: lag per partition, events, windows, late events."""
         record = await self.get_record(pipeline_id, tenant_id)
-        job = await asyncio.to_thread(self._job_status, record.job_id)
+        state = await self.state(record)
         marks = await asyncio.to_thread(self._bus.topics.watermarks, record.kafka_topic)
         redis = self._bus.redis
         partitions, totals = [], dict[str, int]()
@@ -150,16 +156,21 @@ class StreamProcessingService:
         restarts = await redis.hget(naming.pipeline_key(pipeline_id, "job"), "owner_restarts")
         return {
             **record.model_dump(mode="json"),
-            "state": "STOPPED" if record.stopped else job,
+            "state": state,
             "owner_restarts": int(restarts or 0),
             "progress": {**totals, "lag": sum(p["lag"] for p in partitions)},
             "partitions_progress": partitions,
         }
 
+    async def state(self, record: PipelineRecord) -> str:
+        """STOPPED, or the Ray job's status (PENDING, RUNNING, FAILED, ...; UNKNOWN)."""
+        if record.stopped:
+            return "STOPPED"
+        return await asyncio.to_thread(self._job_status, record.job_id)
+
     def _job_status(self, job_id: str) -> str:
         try:
-            found: JobStatus = self._jobs.get_job_status(job_id)
-            return str(found.value)
+            return str(self._jobs.get_job_status(job_id).value)
         except RuntimeError:
             return "UNKNOWN"
 

@@ -254,7 +254,8 @@ def down(settings: Settings, *, progress: Progress = print) -> None:
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """Each service's state (running / stopped / external), address and pid, plus the API."""
+    """Each service's state (running / stopped / external), address, and pid and log when this
+    stack runs it; plus the API."""
     state = _read_state(_state_dir(settings))
     report: dict[str, Any] = {}
     for svc in START_ORDER:
@@ -270,15 +271,16 @@ def status(settings: Settings) -> dict[str, Any]:
             if "ssl_address" in record.extra:
                 report[svc.name]["tls_address"] = record.extra["ssl_address"]
         elif external is not None:
-            report[svc.name] = {"state": "external", "address": external, "pid": None}
+            report[svc.name] = {"state": "external", "address": external}
         else:
             address = svc.local_address(settings)
-            report[svc.name] = {"state": "stopped", "address": address, "pid": None}
+            report[svc.name] = {"state": "stopped", "address": address}
     api_up = processes.tcp_open(settings.api_host, settings.api_port)
+    # No pid of its own: the API is a Ray Serve application inside the Ray head's processes.
     report["api"] = {
         "state": "running" if api_up else "stopped",
         "address": settings.api_url,
-        "pid": None,
+        "served_by": "Ray Serve (ray_head)",
     }
     return report
 

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from confluent_kafka import Producer
 
-from cluster.cli.keys import keys_command
+from cluster.cli.keys import execute as keys_command
 from cluster.errors import InvalidInput
 from cluster.models.streams import StreamConfig
 from cluster.security import DecryptionFailed, KeyDeleted, MasterKey

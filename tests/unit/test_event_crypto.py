@@ -15,7 +15,8 @@ import orjson
 import polars as pl
 import pytest
 
-from cluster.cli.keys import delete_tenant, keys_command, rotate_master
+from cluster.cli.keys import delete_tenant, rotate_master
+from cluster.cli.keys import execute as keys_command
 from cluster.errors import InvalidInput
 from cluster.models.streams import StreamConfig
 from cluster.security import DecryptionFailed, KeyDeleted, KeyRing, MasterKey, MasterKeys

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from cluster.cli.tokens import add_tokens_parser, tokens_command
+from cluster.cli.tokens import register, tokens_command
 from cluster.security import (
     AuthConfig,
     TokenVerifier,
@@ -70,7 +70,7 @@ def test_auth_config_from_settings_like_object() -> None:
 
 def _cli(argv: list[str], config: AuthConfig) -> str:
     parser = argparse.ArgumentParser(prog="esb")
-    add_tokens_parser(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     out, err = io.StringIO(), io.StringIO()
     assert tokens_command(parser.parse_args(argv), config, out=out, err=err) == 0
     return out.getvalue().strip()
