@@ -34,6 +34,7 @@ from benchmarks.scenarios import (
     live_http,
     profile,
     scaling,
+    schema_publish,
     two_nodes,
     window_throughput,
 )
@@ -49,6 +50,8 @@ SCENARIOS = (
     "end-to-end",
     "scaling",
     "two-nodes",
+    "event-store",
+    "schema-publish",
 )
 
 
@@ -97,6 +100,10 @@ def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], d
         skipped.status = "left out of quick runs"
         skipped.notes.append("it takes about 35 s; `make bench` runs it")
         results.append(skipped)
+    if "event-store" in only:
+        results.append(event_store.run(ctx))
+    if "schema-publish" in only:
+        results.append(schema_publish.run(ctx))
     missed = any(t.status == "missed" for r in results for t in r.targets)
     if missed and loaded is not None:
         try:

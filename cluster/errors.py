@@ -5,12 +5,19 @@ EsbError                      500  (never raised for bad input)          pipelin
 ├── InvalidInput              422  a field is missing, mistyped or out of range
 │   ├── BadRequest            400  the body cannot be parsed at all
 │   ├── SpecError             422  a pipeline spec is invalid            pipelines.errors
+│   ├── SchemaError           422  a JSON/Avro schema is invalid         pipelines.errors
+│   ├── SchemaViolation       422  payloads that do not match their schema  pipelines.errors
 │   └── DecodeError           422  values that are not CloudEvents       pipelines.errors
 ├── SnapshotError             500  a window resume state is corrupt      pipelines.errors
 ├── UnsupportedMediaType      415
-├── PayloadTooLarge           413  body bytes or batch size over the configured limit
+├── PayloadTooLarge           413  body, batch or event over the configured limit  pipelines.errors
 ├── NotFound                  404
+│   ├── SubjectNotFound       404  no such schema subject (Confluent 40401)
+│   ├── VersionNotFound       404  no such version of a subject (40402)
+│   └── SchemaNotFound        404  no schema with this id (40403)
 ├── Conflict                  409
+│   └── WrongExpectedVersion  409  an aggregate append's expected_version does not hold
+│   └── IncompatibleSchema    409  a new version breaks the subject's compatibility
 ├── Fenced                    409  another owner took the partition over (cluster.stores)
 ├── ServiceUnavailable        503  Kafka, Redis or Ray cannot be reached
 ├── Unauthorized              401  no token, or a token that fails verification
@@ -32,7 +39,16 @@ import math
 import re
 from typing import Any
 
-from pipelines.errors import DecodeError, EsbError, InvalidInput, SnapshotError, SpecError
+from pipelines.errors import (
+    DecodeError,
+    EsbError,
+    InvalidInput,
+    PayloadTooLarge,
+    SchemaError,
+    SchemaViolation,
+    SnapshotError,
+    SpecError,
+)
 
 __all__ = [
     "BadRequest",
@@ -42,10 +58,14 @@ __all__ = [
     "EsbError",
     "Fenced",
     "Forbidden",
+    "IncompatibleSchema",
     "InvalidInput",
     "KeyDeleted",
     "NotFound",
     "PayloadTooLarge",
+    "SchemaError",
+    "SchemaNotFound",
+    "SchemaViolation",
     "ServiceUnavailable",
     "SnapshotError",
     "SpecError",
@@ -79,6 +99,36 @@ class NotFound(EsbError):
 class Conflict(EsbError):
     status = 409
     title = "Conflict"
+
+
+class SubjectNotFound(NotFound):
+    """No such subject in the tenant's schema registry."""
+
+
+class VersionNotFound(NotFound):
+    """The subject has no such version."""
+
+
+class SchemaNotFound(NotFound):
+    """No schema with this id (in the caller's tenant)."""
+
+
+class IncompatibleSchema(Conflict):
+    """A new version breaks the subject's compatibility; `errors` lists why."""
+
+
+class WrongExpectedVersion(Conflict):
+    """409 of an aggregate append: the problem carries `current_version`, to re-read and retry."""
+
+    title = "Wrong expected version"
+
+    def __init__(self, detail: str, *, current_version: int, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.current_version = current_version
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {"current_version": self.current_version}
 
 
 class Fenced(EsbError):

@@ -10,6 +10,7 @@ Kafka (the tenant's namespace is the prefix `esb.<tenant>.`, which ACLs can matc
     esb.<tenant>.sub.<id>.<i>                   dispatcher i's transactional id (exactly once)
     esb.<tenant>.pipeline.<id>                  a pipeline's consumer group (lag only; see stores)
     esb.<tenant>.pl.<id>.p<partitions>          a pipeline owner's transactional id
+    esb._schemas                                the schema registry's compacted log (all tenants)
 
 Redis (all under `esb:`):
 
@@ -22,6 +23,12 @@ Redis (all under `esb:`):
     esb:tenant:<t>:quota:<what>                 quota buckets and counts (cluster.security.quotas)
     esb:tenant:<t>:datakey[s][:<v>]             wrapped data keys (cluster.security.keystore)
     esb:datakeys:tenants                        tenants that have data keys
+    esb:tenant:<t>:ev:<event_id>                event store: an event by id (stores.event_index)
+    esb:stream:<id>:ix:<kind>[:<value>]         event store: a stream's query indexes and progress
+    esb:tenant:<t>:agg:<type>:<id>[:<part>]     event store: an aggregate (stores.aggregates)
+    esb:indexer:generation                      the indexer's group generation (rebuilds bump it)
+    esb:registry:...                            schema registry cache (cluster.stores.schemas)
+    esb:tenant:<t>:capabilities                 capability catalog (cluster.stores.capabilities)
 
 >>> stream_topic("acme", "orders"), sub_key("s1", "live"), pipeline_key("p1", "res")
 ('esb.acme.orders', 'esb:sub:s1:live', 'esb:pl:p1:res')
@@ -75,6 +82,18 @@ def owner_transactional_id(tenant_id: str, pipeline_id: str, owner_key: str) -> 
     return f"{tenant_topic_prefix(tenant_id)}pl.{pipeline_id}.p{owner_key}"
 
 
+STREAM_TOPICS_PATTERN = r"^esb\.[A-Za-z0-9][A-Za-z0-9_\-]*\..+"
+"""A regex subscription to every tenant's topics (the indexer keeps those of registered streams)."""
+
+
+def indexer_group(generation: int) -> str:
+    """The event store indexer's consumer group; a rebuild starts a new generation (from 0)."""
+    return f"{KAFKA_PREFIX}-indexer-g{generation}"
+
+
+SCHEMAS_TOPIC = f"{KAFKA_PREFIX}._schemas"  # the schema registry's log (compacted, as Confluent's)
+
+
 def reader_group(purpose: str) -> str:
     """A throwaway group for a one-off read (offsets come from assign(), nothing is committed)."""
     return f"{KAFKA_PREFIX}-{purpose}-{uuid.uuid4().hex}"
@@ -122,3 +141,50 @@ def tenant_key(tenant_id: str, *parts: object, prefix: str = REDIS_PREFIX) -> st
 def datakey_tenants_key(prefix: str = REDIS_PREFIX) -> str:
     """The set of tenants that have data keys (rotation walks it instead of SCAN)."""
     return _key(prefix, "datakeys", "tenants")
+
+
+# Event store (cluster.stores.event_index, cluster.stores.aggregates) ------------------------
+
+INDEXER_GENERATION = _key(REDIS_PREFIX, "indexer", "generation")
+
+
+def _quoted(value: str) -> str:
+    """Percent-encoded, so `:` inside an aggregate type or id cannot make two names collide."""
+    return _url_quote(value, safe="")
+
+
+def event_key(tenant_id: str, event_id: str) -> str:
+    return tenant_key(tenant_id, "ev", event_id)
+
+
+def event_index_key(stream_id: str, kind: str, value: str = "") -> str:
+    """A stream's index `kind` (time, type, agg, corr, user, progress), for one `value`."""
+    return _key(REDIS_PREFIX, "stream", stream_id, "ix", kind, _quoted(value) if value else "")
+
+
+def aggregate_key(tenant_id: str, aggregate_type: str, aggregate_id: str, part: str = "") -> str:
+    return tenant_key(tenant_id, "agg", _quoted(aggregate_type), _quoted(aggregate_id), part)
+
+
+def event_store_patterns() -> tuple[str, ...]:
+    """SCAN patterns of everything a rebuild drops (the indexes, never the streams)."""
+    return (
+        tenant_key("*", "ev", "*"),
+        _key(REDIS_PREFIX, "stream", "*", "ix", "*"),
+        tenant_key("*", "agg", "*"),
+    )
+
+
+def registry_key(*parts: object) -> str:
+    """The schema registry's Redis cache (cluster.stores.schemas): every key under one prefix,
+    so the cache can be dropped (and is rebuilt from SCHEMAS_TOPIC) without touching the rest."""
+    return _key(REDIS_PREFIX, "registry", *parts)
+
+
+def registry_tenant_key(tenant_id: str, part: str) -> str:
+    return registry_key("tenant", tenant_id, part)
+
+
+def capabilities_key(tenant_id: str) -> str:
+    """Hash capability name -> its record (cluster.stores.capabilities)."""
+    return tenant_key(tenant_id, "capabilities")

@@ -33,25 +33,36 @@ from cluster.errors import (
     DecryptionFailed,
     EsbError,
     Forbidden,
+    IncompatibleSchema,
     InvalidInput,
     KeyDeleted,
     NotFound,
     PayloadTooLarge,
+    SchemaError,
+    SchemaViolation,
     ServiceUnavailable,
     SpecError,
     TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
+    WrongExpectedVersion,
 )
+from cluster.models.capabilities import CapabilityConfig, CapabilityRecord
+from cluster.models.event_store import AppendEvent, AppendRequest, EventQuery, StoredEvent
 from cluster.models.streams import StreamConfig, StreamRecord
 from cluster.models.subscriptions import RetryPolicy, SubscriptionConfig, SubscriptionRecord
 from cluster.security.webhooks import verify as verify_webhook
 from cluster.services import consumption as _consumption
+from cluster.services import event_store as _event_store
 from cluster.services import subscriptions as _subscriptions
+from cluster.services.aggregates import AggregateService, AggregateSnapshot
 from cluster.services.bus import Bus as _Bus
 from cluster.services.bus import shared_bus as _shared_bus
+from cluster.services.capabilities import CapabilityService
+from cluster.services.integration import APGEventStreamingIntegration
 from cluster.services.processing import StreamProcessingService
 from cluster.services.publishing import BatchReceipt, EventPublishingService, PublishReceipt
+from cluster.services.schemas import SchemaRegistryService
 from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
 from pipelines.envelope import EventConfig, EventIn
@@ -81,9 +92,26 @@ class EventConsumptionService(_consumption.EventConsumptionService):
         super().__init__(bus=bus, subscriptions=SubscriptionService(bus=bus))
 
 
+class EventStoreService(_event_store.EventStoreService):
+    """Events by id, queries, replay into Polars; rebuild_indexes restarts the indexer actor
+    (actors.indexer) on the cluster at RAY_ADDRESS."""
+
+    def __init__(self, settings: Settings | None = None, *, bus: _Bus | None = None) -> None:
+        bus = bus or _shared_bus(settings)
+        super().__init__(bus=bus, indexers=_IndexerLauncher(bus.settings))
+
+
 __all__ = [
+    "APGEventStreamingIntegration",
+    "AggregateService",
+    "AggregateSnapshot",
+    "AppendEvent",
+    "AppendRequest",
     "BadRequest",
     "BatchReceipt",
+    "CapabilityConfig",
+    "CapabilityRecord",
+    "CapabilityService",
     "Conflict",
     "DecodeError",
     "DecryptionFailed",
@@ -92,8 +120,11 @@ __all__ = [
     "EventConsumptionService",
     "EventIn",
     "EventPublishingService",
+    "EventQuery",
+    "EventStoreService",
     "EventStreamingService",
     "Forbidden",
+    "IncompatibleSchema",
     "InvalidInput",
     "KeyDeleted",
     "NotFound",
@@ -101,6 +132,9 @@ __all__ = [
     "PipelineSpec",
     "PublishReceipt",
     "RetryPolicy",
+    "SchemaError",
+    "SchemaRegistryService",
+    "SchemaViolation",
     "ServiceUnavailable",
     "Settings",
     "SpecError",

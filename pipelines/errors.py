@@ -41,6 +41,14 @@ class SpecError(InvalidInput):
     """A pipeline spec could not be parsed or failed validation (HTTP 422)."""
 
 
+class SchemaError(InvalidInput):
+    """A JSON Schema or Avro schema that cannot be parsed or is invalid (HTTP 422)."""
+
+
+class SchemaViolation(InvalidInput):
+    """Event payloads that do not match their type's schema; `errors` says which and why."""
+
+
 class DecodeError(InvalidInput):
     """Some values are not decodable CloudEvents; ``rejected`` holds their positions."""
 

@@ -12,7 +12,21 @@ from fastapi_offline import FastAPIOffline
 
 from cluster.settings import Settings
 from serve import problems, websocket
-from serve.routes import events, health, live, pipelines, streams, subscriptions
+from serve.lifespan import lifespan
+from serve.routes import (
+    capabilities,
+    dashboard,
+    event_store,
+    events,
+    health,
+    live,
+    monitoring,
+    pipelines,
+    schema_registry,
+    schemas,
+    streams,
+    subscriptions,
+)
 
 VERSION = "0.1.0"
 DESCRIPTION = """Publish events into Kafka, read them back, process and subscribe to them, and
@@ -52,6 +66,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(subscriptions.router)
     app.include_router(live.router)
+    app.include_router(monitoring.router)
+    app.include_router(dashboard.router)
+    app.include_router(schemas.router)
+    app.include_router(capabilities.router)
+    app.include_router(schema_registry.router)
     # Last, so that it only catches WebSocket paths no route above matched.
     app.add_api_websocket_route("/{path:path}", websocket.unknown_route)
     problems.document(app)

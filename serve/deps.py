@@ -8,13 +8,18 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from actors.indexer import IndexerLauncher
 from actors.launcher import DispatcherLauncher
 from cluster.security.quotas import QuotaLimiter, quota_from, quota_overrides_from
+from cluster.services.aggregates import AggregateService
 from cluster.services.bus import Bus
+from cluster.services.capabilities import CapabilityService
 from cluster.services.consumption import EventConsumptionService
+from cluster.services.event_store import EventStoreService
 from cluster.services.live import LiveTail
 from cluster.services.processing import StreamProcessingService
 from cluster.services.publishing import EventPublishingService
+from cluster.services.schemas import SchemaRegistryService
 from cluster.services.streaming import EventStreamingService
 from cluster.services.subscriptions import SubscriptionService
 from cluster.settings import Settings
@@ -32,6 +37,10 @@ class Services:
     processing: StreamProcessingService
     subscriptions: SubscriptionService
     quotas: QuotaLimiter
+    schemas: SchemaRegistryService
+    capabilities: CapabilityService
+    event_store: EventStoreService
+    aggregates: AggregateService
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -46,6 +55,10 @@ class Services:
             processing=StreamProcessingService(bus=bus),
             subscriptions=subscriptions,
             quotas=QuotaLimiter(bus.redis, quota_from(settings), quota_overrides_from(settings)),
+            schemas=SchemaRegistryService(bus=bus),
+            capabilities=CapabilityService(bus=bus),
+            event_store=event_store,
+            aggregates=AggregateService(bus=bus, store=event_store),
         )
 
 

@@ -34,6 +34,12 @@ class StreamConfig(BaseModel):
         description="Store event data AES-256-GCM encrypted (needs a master key). Fixed at "
         "creation: apply refuses to change it.",
     )
+    schemas: dict[str, int | str] = Field(
+        default_factory=dict,
+        description="Event type -> schema (an id, a subject for its latest version, or "
+        "`subject:version`): publishing validates each event of the type against it. Stored as "
+        "schema ids: a subject binds the version that is latest when the stream is saved.",
+    )
 
     def topic_configs(self) -> dict[str, str]:
         return {
@@ -54,6 +60,7 @@ class StreamRecord(StreamConfig):
     created_by: str
     created_at: str
     requested_replication_factor: int
+    schemas: dict[str, int] = Field(default_factory=dict)  # type: ignore[assignment]  # ids once saved
 
 
 class StreamProvisioned(BaseModel):

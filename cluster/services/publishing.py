@@ -22,11 +22,20 @@ from pydantic import BaseModel
 
 from cluster import naming
 from cluster.coalescing import Coalescer
-from cluster.errors import EsbError, InvalidInput, PayloadTooLarge, ServiceUnavailable
+from cluster.errors import (
+    EsbError,
+    InvalidInput,
+    PayloadTooLarge,
+    SchemaViolation,
+    ServiceUnavailable,
+)
 from cluster.models.streams import StreamRecord
+from cluster.observability import metrics, tracing
 from cluster.security.event_crypto import EventCipher
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.schemas import SchemaRegistryService
 from cluster.services.streaming import check_identifier, check_user_id
+from cluster.services.validation import PayloadChecker
 from cluster.settings import Settings
 from pipelines.arrow_batch import FORMAT_HEADER, keyed_cloudevents, to_batches
 from pipelines.envelope import (
@@ -123,9 +132,16 @@ class EventPublishingService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
         # Concurrent single publishes to one stream share a batch (cluster.coalescing).
-        self._singles: Coalescer[EventIn, PublishReceipt] = Coalescer(
+        self._singles: Coalescer[EventIn, EventReceipt | EsbError] = Coalescer(
             self._publish_together, max_batch=self._bus.settings.max_batch_events
         )
+        # Payloads of event types a stream binds to a schema are validated (services.validation).
+        self._checker = PayloadChecker(SchemaRegistryService(bus=self._bus))
+
+    @property
+    def bus(self) -> Bus:
+        """The clients this service shares (APGEventStreamingIntegration consumes on them)."""
+        return self._bus
 
     async def publish_event(
         self,
@@ -152,9 +168,34 @@ class EventPublishingService:
 
     async def _publish_together(
         self, events: list[EventIn], stream_id: str, tenant_id: str, user_id: str
-    ) -> list[PublishReceipt]:
-        batch = await self.publish_events(events, stream_id, tenant_id, user_id)
-        return [receipt.model_copy(update={"index": 0}) for receipt in batch.events]
+    ) -> list[EventReceipt | EsbError]:
+        # Coalesced singles are independent requests: an invalid one fails alone.
+        rejected: dict[int, SchemaViolation] = {}
+        try:
+            batch = await self.publish_events(
+                events, stream_id, tenant_id, user_id, rejected=rejected
+            )
+        except PayloadTooLarge:
+            if len(events) == 1:
+                raise
+            return [await self._publish_alone(e, stream_id, tenant_id, user_id) for e in events]
+        receipts = iter(batch.events)
+        return [
+            rejected[i]
+            if i in rejected
+            else EventReceipt.model_construct(
+                **{**vars(next(receipts)), "index": 0}, stream_id=batch.stream_id
+            )
+            for i in range(len(events))
+        ]
+
+    async def _publish_alone(
+        self, event: EventIn, stream_id: str, tenant_id: str, user_id: str
+    ) -> EventReceipt | EsbError:
+        try:
+            return (await self._publish_together([event], stream_id, tenant_id, user_id))[0]
+        except EsbError as exc:
+            return exc
 
     def check_batch_size(self, count: int) -> None:
         """413 past MAX_BATCH_EVENTS; callers may check before validating a large body."""
@@ -163,15 +204,35 @@ class EventPublishingService:
             raise PayloadTooLarge(f"batch has {count} events; the limit is {limit}")
 
     async def publish_events(
-        self, events: Sequence[EventIn], stream_id: str, tenant_id: str, user_id: str
+        self,
+        events: Sequence[EventIn],
+        stream_id: str,
+        tenant_id: str,
+        user_id: str,
+        *,
+        rejected: dict[int, SchemaViolation] | None = None,
     ) -> BatchReceipt:
-        """Publish a batch; every event gets its own status, in the order given."""
+        """Publish a batch; every event gets its own status, in the order given. An event that
+        does not match its type's schema refuses the whole batch (SchemaViolation), unless
+        `rejected` is given: then invalid events go there by index and the rest is published."""
+        started = time.perf_counter()
         check_identifier(tenant_id, "tenant_id")
         check_user_id(user_id)
         self.check_batch_size(len(events))
         if not events:
             raise InvalidInput("a batch needs at least one event")
         stream = await self._bus.streams.resolve(stream_id, tenant_id)
+        if stream.schemas:
+            events = await self._valid(stream, events, rejected)
+            if not events:
+                return BatchReceipt(
+                    stream_id=stream.stream_id,
+                    kafka_topic=stream.kafka_topic,
+                    published=0,
+                    duplicates=0,
+                    failed=0,
+                    events=[],
+                )
         ids = _event_ids(events)
         receipts: list[PublishReceipt | None] = [None] * len(events)
         fresh = await self._claim(stream.stream_id, events, ids, receipts)
@@ -222,6 +283,37 @@ class EventPublishingService:
             events=done,
         )
 
+    def _check_record_sizes(
+        self, records: Sequence[tuple[bytes | None, bytes]], indexes: Sequence[int]
+    ) -> None:
+        """413 naming every event whose record would be over MAX_EVENT_BYTES: none is sent."""
+        limit = self._bus.settings.max_event_bytes
+        over = [
+            {"index": i, "bytes": len(key or b"") + len(value)}
+            for i, (key, value) in zip(indexes, records, strict=True)
+            if len(key or b"") + len(value) > limit
+        ]
+        if over:
+            raise PayloadTooLarge(
+                f"{len(over)} event(s) over MAX_EVENT_BYTES ({limit} bytes per Kafka record, "
+                f"which the broker's message.max.bytes must fit): event {over[0]['index']} is "
+                f"{over[0]['bytes']} bytes; nothing was published",
+                errors=over,
+            )
+
+    async def _valid(
+        self,
+        stream: StreamRecord,
+        events: Sequence[EventIn],
+        rejected: dict[int, SchemaViolation] | None,
+    ) -> Sequence[EventIn]:
+        if rejected is None:
+            await self._checker.check_events(stream, events)
+            return events
+        for index, problems in (await self._checker.violations(stream, events)).items():
+            rejected[index] = self._checker.single(problems)
+        return [e for i, e in enumerate(events) if i not in rejected]
+
     async def publish_arrow(
         self, frame: pl.DataFrame | pa.Table, stream_id: str, tenant_id: str, user_id: str
     ) -> ArrowReceipt:
@@ -241,6 +333,7 @@ class EventPublishingService:
         if frame.is_empty():
             raise InvalidInput("an Arrow batch needs at least one event")
         stream = await self._bus.streams.resolve(stream_id, tenant_id)
+        await self._checker.check_frame(stream, frame)
         batches = to_batches(
             frame,
             tenant_id=tenant_id,

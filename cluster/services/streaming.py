@@ -16,6 +16,7 @@ from cluster import naming
 from cluster.errors import InvalidInput
 from cluster.models.streams import StreamConfig, StreamProvisioned, StreamRecord
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.schemas import SchemaRegistryService
 from cluster.settings import Settings
 from pipelines.envelope import IDENTIFIER, USER_ID
 
@@ -45,6 +46,25 @@ def check_user_id(value: str) -> str:
 class EventStreamingService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
+        self._schemas = SchemaRegistryService(bus=self._bus)
+
+    async def _bound(self, config: StreamConfig, tenant_id: str) -> StreamConfig:
+        """The config with its schema bindings resolved to schema ids of the tenant's registry."""
+        if not config.schemas:
+            return config
+        return config.model_copy(update={"schemas": await self._ids(tenant_id, config.schemas)})
+
+    async def _ids(self, tenant_id: str, schemas: dict[str, int | str]) -> dict[str, int]:
+        return {t: await self._schemas.resolve(tenant_id, ref) for t, ref in schemas.items()}
+
+    async def bind_schemas(
+        self, stream_id: str, tenant_id: str, schemas: dict[str, int | str]
+    ) -> StreamRecord:
+        """Replace the stream's event type -> schema bindings (validated on every publish)."""
+        record = await self._bus.streams.resolve(stream_id, tenant_id)
+        record = record.model_copy(update={"schemas": await self._ids(tenant_id, schemas)})
+        await self._bus.streams.save(record)
+        return record
 
     async def create_stream(self, config: StreamConfig, tenant_id: str, created_by: str) -> str:
         """Create the stream and its topic; answers the new stream id."""
@@ -54,6 +74,7 @@ class EventStreamingService:
         self, config: StreamConfig, tenant_id: str, created_by: str
     ) -> StreamProvisioned:
         check_identifier(tenant_id, "tenant_id")
+        config = await self._bound(config, tenant_id)
         if config.encrypted:
             # Without a master key this is a 422 here, not a 500 at the first publish; it also
             # makes the tenant's first data key.
@@ -102,6 +123,7 @@ class EventStreamingService:
     ) -> StreamProvisioned:
         """Create the stream, or bring an existing one to this config; twice changes nothing."""
         existing_id = await self._bus.streams.id_for_name(tenant_id, config.stream_name)
+        config = await self._bound(config, tenant_id)
         if existing_id is None:
             return await self.provision_stream(config, tenant_id, created_by)
         record = await self._bus.streams.get(existing_id, tenant_id)
@@ -117,6 +139,8 @@ class EventStreamingService:
                 "encryption is fixed when a stream is created (create a new stream instead)"
             )
         changes, warnings = await asyncio.to_thread(self._reconcile_topic, record, config)
+        if record.schemas != config.schemas:
+            changes.append(f"schemas: {record.schemas} -> {config.schemas}")
         if changes:
             update = config.model_dump(exclude={"replication_factor"})
             record = record.model_copy(update=update)

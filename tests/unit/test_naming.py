@@ -32,6 +32,19 @@ SNAPSHOT = {
     "datakey_key": "esb:tenant:acme:datakey:3",
     "datakey_tenants_key": "esb:datakeys:tenants",
     "RAY_NAMESPACE": "esb",
+    "STREAM_TOPICS_PATTERN": r"^esb\.[A-Za-z0-9][A-Za-z0-9_\-]*\..+",
+    "indexer_group": "esb-indexer-g0",
+    "INDEXER_NAME": "esb-indexer",
+    "INDEXER_GENERATION": "esb:indexer:generation",
+    "event_key": "esb:tenant:acme:ev:e1",
+    "event_index_key": "esb:stream:st1:ix:agg:Order%3Ao1",
+    "aggregate_key": "esb:tenant:acme:agg:Order:o%3A1:log",
+    "event_store_patterns": ("esb:tenant:*:ev:*", "esb:stream:*:ix:*", "esb:tenant:*:agg:*"),
+    "METRICS_EXPORTER": "esb-metrics-exporter",
+    "SCHEMAS_TOPIC": "esb._schemas",
+    "registry_key": "esb:registry:schema:7",
+    "registry_tenant_key": "esb:registry:tenant:acme:subjects",
+    "capabilities_key": "esb:tenant:acme:capabilities",
 }
 
 
@@ -62,6 +75,19 @@ def test_names_are_as_snapshotted() -> None:
         "datakey_key": naming.tenant_key("acme", "datakey", 3),
         "datakey_tenants_key": naming.datakey_tenants_key(),
         "RAY_NAMESPACE": naming.RAY_NAMESPACE,
+        "STREAM_TOPICS_PATTERN": naming.STREAM_TOPICS_PATTERN,
+        "indexer_group": naming.indexer_group(0),
+        "INDEXER_NAME": naming.INDEXER_NAME,
+        "INDEXER_GENERATION": naming.INDEXER_GENERATION,
+        "event_key": naming.event_key("acme", "e1"),
+        "event_index_key": naming.event_index_key("st1", "agg", "Order:o1"),
+        "aggregate_key": naming.aggregate_key("acme", "Order", "o:1", "log"),
+        "event_store_patterns": naming.event_store_patterns(),
+        "METRICS_EXPORTER": naming.METRICS_EXPORTER,
+        "SCHEMAS_TOPIC": naming.SCHEMAS_TOPIC,
+        "registry_key": naming.registry_key("schema", 7),
+        "registry_tenant_key": naming.registry_tenant_key("acme", "subjects"),
+        "capabilities_key": naming.capabilities_key("acme"),
     }
     assert names == SNAPSHOT
 
