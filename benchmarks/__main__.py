@@ -30,6 +30,7 @@ from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios import (
     arrow_ingest,
     end_to_end,
+    event_store,
     http_publish,
     live_http,
     profile,

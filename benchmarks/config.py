@@ -27,6 +27,7 @@ class Config:
     scaling_owners: tuple[int, ...] = (1, 2, 4)
     two_nodes: bool = True  # the two-node part of scaling (quick runs leave it out for time)
     pipeline_owners: int = 2  # scenario 1 (the API's default)
+    event_store_events: int = 100_000  # event-store: events indexed, then looked up
 
 
 FULL = Config(
@@ -38,6 +39,7 @@ FULL = Config(
     single_seconds=10.0,
     e2e_rate=5_000.0,
     e2e_seconds=30.0,
+    event_store_events=1_000_000,
 )
 QUICK = Config(
     name="quick",

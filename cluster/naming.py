@@ -110,6 +110,11 @@ def owner_name(pipeline_id: str, index: int) -> str:
     return f"esb-pl-{pipeline_id}-owner-{index}"
 
 
+INDEXER_NAME = "esb-indexer"
+# The cluster's one `GET /metrics` server (actors.metrics_exporter).
+METRICS_EXPORTER = "esb-metrics-exporter"
+
+
 # Redis -------------------------------------------------------------------------------------
 
 ALL_STREAMS = _key(REDIS_PREFIX, "streams")

@@ -25,6 +25,7 @@ here. Services read KAFKA_BOOTSTRAP_SERVERS and REDIS_URL (see cluster.settings)
 a Settings.
 """
 
+from actors.indexer import IndexerLauncher as _IndexerLauncher
 from actors.launcher import DispatcherLauncher as _Launcher
 from cluster.errors import (
     BadRequest,
@@ -138,6 +139,7 @@ __all__ = [
     "ServiceUnavailable",
     "Settings",
     "SpecError",
+    "StoredEvent",
     "StreamConfig",
     "StreamProcessingService",
     "StreamRecord",
@@ -147,5 +149,6 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "WrongExpectedVersion",
     "verify_webhook",
 ]

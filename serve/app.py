@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(streams.router)
     app.include_router(events.router)
+    app.include_router(event_store.router)
     app.include_router(pipelines.router)
     app.include_router(subscriptions.router)
     app.include_router(live.router)

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 from ray import serve as ray_serve
 
+from actors.indexer import IndexerLauncher
+from actors.metrics_exporter import start_metrics_exporter
 from cluster import ray_client
 from cluster.errors import StackError
 from cluster.settings import Settings
@@ -60,8 +62,11 @@ def start_api(settings: Settings, progress: Any = print) -> None:
     # An already running Serve keeps its proxy options: TLS changes need a new Ray head.
     ray_serve.start(http_options=options)
     ray_serve.run(api_deployment(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    IndexerLauncher(settings).start()  # the event store's indexer runs wherever the API does
     _wait_healthy(settings, started)
     progress(f"[esb] API ready in {time.monotonic() - started:.1f}s")
+    if settings.metrics_enabled:
+        progress(f"[esb] Prometheus metrics at http://{start_metrics_exporter(settings)}/metrics")
 
 
 def health_check_verify(settings: Settings) -> ssl.SSLContext | bool:

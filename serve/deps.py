@@ -46,6 +46,7 @@ class Services:
     def create(cls, settings: Settings) -> Services:
         bus = Bus(settings)
         subscriptions = SubscriptionService(bus=bus, launcher=DispatcherLauncher(settings))
+        event_store = EventStoreService(bus=bus, indexers=IndexerLauncher(settings))
         return cls(
             bus=bus,
             streams=EventStreamingService(bus=bus),

@@ -27,6 +27,7 @@ COMMANDS = {
     "pipelines": "pipelines",
     "keys": "keys",
     "tokens": "tokens",
+    "events": "events",
     "webhooks": "webhooks",
 }
 
