@@ -1,10 +1,18 @@
-"""Partition owners: consume -> decode in bulk -> window in Polars -> commit, for some partitions.
+"""Partition owners: consume -> decode in bulk -> compute in Polars -> commit, for some partitions.
 
 `PartitionOwner` is a plain class (unit-testable, usable without Ray); `PartitionOwnerActor` is
 its thin Ray shell. One step reads a batch of records, turns each partition's values into one
-Polars frame (no per-event Python decoding), runs that partition's window operator, and commits
-results, operator snapshots and next offsets in one fenced Redis script (cluster.stores.pipelines).
-A restarted owner resumes from the last commit: nothing lost, nothing counted twice.
+Polars frame (no per-event Python decoding), runs that partition's stage (windows, a join or
+patterns: pipelines.stages), and commits results, stage snapshots and next offsets in one fenced
+Redis script (cluster.stores.pipelines). A restarted owner resumes from the last commit: nothing
+lost, nothing counted twice.
+
+Event time: every decoded record advances its partition's event time, selected or not; a
+partition quiet for the spec's ``idle_timeout_ms`` advances it with the clock
+(pipelines.event_time), committed like a batch so windows, intervals and deadlines fire.
+A join whose right side is another stream reads the same partition of both topics; the right
+topic's next offset rides in the stage snapshot. Pattern changes are picked up between steps,
+i.e. at a commit boundary (at most every PATTERN_CHECK_S).
 """
 
 from __future__ import annotations
@@ -16,24 +24,27 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-import polars as pl
 import ray
 from confluent_kafka import OFFSET_BEGINNING, Message, Producer, TopicPartition
 from redis import Redis
 
+from actors.owner_input import InputDecoder
 from cluster import naming
 from cluster.errors import Fenced
 from cluster.kafka.clients import committed_offsets, new_consumer, producer_config
 from cluster.models.pipelines import PipelineRecord
+from cluster.observability import metrics, tracing
+from cluster.observability.setup import setup_process
 from cluster.security.event_crypto import stream_cipher
 from cluster.settings import Settings, get_settings
 from cluster.stores.pipelines import Commit, PipelineStore
-from pipelines.arrow_batch import decode_batch, is_arrow_batch
-from pipelines.decode import decode_cloudevents_lenient, filter_event_types, with_window_key
-from pipelines.windows import WindowDefinition, WindowOperator
+from pipelines.event_time import IdleClock
+from pipelines.pattern_spec import PatternSpec
+from pipelines.stages import PatternStage, Stage, build_stage
 
 MAX_BATCH = 20_000
-RECORD_KEY = "__record_key"
+PATTERN_CHECK_S = 1.0
+IDLE_CHECK_S = 1.0
 
 
 class PartitionOwner:
@@ -47,19 +58,37 @@ class PartitionOwner:
             Redis.from_url(settings.redis), record.pipeline_id, self.partitions
         )
         self.epochs = self.store.claim(self.partitions)  # fences every earlier owner
-        definition = WindowDefinition.from_spec(self.spec)
-        self.operators: dict[int, WindowOperator] = {}
-        start = []
+        self.stages: dict[int, Stage] = {}
+        self.next_offsets: dict[int, int] = {}
+        self.inputs = {record.kafka_topic: 0}
+        if record.right_topic is not None:
+            self.inputs[record.right_topic] = 1
+        self.idle: dict[tuple[int, int], IdleClock] = {}
+        start, now_ms = [], _now_ms()
         for p in self.partitions:
             checkpoint = self.store.checkpoint(p)
-            self.operators[p] = WindowOperator.build(definition, resume_state=checkpoint.state)
+            stage = self.stages[p] = build_stage(self.spec, checkpoint.state)
             offset = checkpoint.offset if checkpoint.offset is not None else OFFSET_BEGINNING
+            self.next_offsets[p] = offset
             start.append(TopicPartition(record.kafka_topic, p, offset))
+            if record.right_topic is not None:
+                right = stage.extra_offsets[0] if stage.extra_offsets else None
+                start.append(TopicPartition(record.right_topic, p, right or OFFSET_BEGINNING))
+            for i in range(len(self.inputs)):
+                clock = self.idle[(p, i)] = IdleClock(self.spec.idle_timeout_ms)
+                mark = stage.watermark_ms  # resumed: idle time counts from where it stood
+                newest = None if mark is None else mark + self.spec.allowed_lateness_ms
+                clock.observe(newest, now_ms)
+        self.patterns_version, self._patterns_applied = 1, False
+        self._next_pattern_check = self._next_idle_check = 0.0
+        self._apply_pattern_changes()
         self.consumer = new_consumer(
             settings, record.consumer_group, **{"fetch.max.bytes": 64 * 1024 * 1024}
         )
         self.consumer.assign(start)
+        self.lag = metrics.LagReporter(record.tenant_id, record.consumer_group)
         self.cipher = stream_cipher(settings, record.encrypted, record.tenant_id, record.stream_id)
+        self.decoder = InputDecoder(self.spec, record.pipeline_id, self.cipher)
         self.output: Producer | None = None
         if record.output_topic is not None:
             # One transactional id per partition set: a successor's init fences this producer.
@@ -74,25 +103,41 @@ class PartitionOwner:
         """One consume-process-commit cycle; answers how many records it consumed."""
         # Wait for the first record only, then take what is already fetched: consume(N, t) would
         # wait for N records or the whole timeout, adding up to `timeout_s` to every window.
+        self.lag.maybe_report(self.consumer)
+        self._apply_pattern_changes()
         first = self.consumer.consume(1, timeout_s)
-        if not first:
-            return 0
-        fetched = first + self.consumer.consume(MAX_BATCH - 1, 0)
+        started = time.perf_counter()
+        fetched = first + self.consumer.consume(MAX_BATCH - 1, 0) if first else []
         messages = [m for m in fetched if m.error() is None]
-        if not messages:
-            return 0
-        by_partition: dict[int, list[Message]] = defaultdict(list)
+        span = tracing.start_continued("pipeline.step", messages[0].headers() if messages else None)
+        by_partition: dict[int, dict[int, list[Message]]] = defaultdict(lambda: defaultdict(list))
         for m in messages:
-            by_partition[m.partition() or 0].append(m)
+            by_partition[m.partition() or 0][self.inputs.get(m.topic() or "", 0)].append(m)
         commit = Commit(results=[], positions={}, progress={}, dead_letters=[], retracted=[])
-        for p, batch in by_partition.items():
-            self._process(p, batch, commit)
+        now_ms = _now_ms()
+        for p, batches in by_partition.items():
+            self._process(p, batches, commit, now_ms)
+        if time.monotonic() >= self._next_idle_check:
+            self._next_idle_check = time.monotonic() + IDLE_CHECK_S
+            for p in self.partitions:
+                if p not in by_partition:
+                    self._advance_idle(p, commit, now_ms)
+        if not commit.positions:
+            return 0
         if self.output is not None:
-            commit.outbox = _outbox(commit)
+            commit.outbox = _outbox(commit, self._right_offsets(commit))
         commit.store_results = self.spec.sinks.redis
         self.store.commit(self.epochs, commit)
         if self.output is not None:
             self._publish(commit.outbox)
+        span.end()
+        metrics.record_pipeline_step(
+            self.record.tenant_id,
+            self.record.pipeline_id,
+            len(commit.results),
+            commit.progress,
+            time.perf_counter() - started,
+        )
         return len(messages)
 
     def _publish(self, outbox: bytes) -> None:
@@ -103,8 +148,9 @@ class PartitionOwner:
         for key, value in box["records"]:
             self.output.produce(self.record.output_topic, value.encode(), key.encode())
         offsets = [
-            TopicPartition(self.record.kafka_topic, int(p), offset)
-            for p, offset in box["offsets"].items()
+            TopicPartition(topic, int(p), offset)
+            for topic, positions in self._outbox_offsets(box).items()
+            for p, offset in positions.items()
         ]
         self.output.send_offsets_to_transaction(
             offsets, self.consumer.consumer_group_metadata(), 60
@@ -118,101 +164,126 @@ class PartitionOwner:
         if outbox is None:
             return
         box = orjson.loads(outbox)
-        wanted = [TopicPartition(self.record.kafka_topic, int(p)) for p in box["offsets"]]
-        committed = {tp.partition: tp.offset for tp in committed_offsets(self.consumer, wanted)}
-        if all(committed.get(int(p), -1) >= off for p, off in box["offsets"].items()):
+        positions = self._outbox_offsets(box)
+        wanted = [TopicPartition(t, int(p)) for t, offsets in positions.items() for p in offsets]
+        committed = {
+            (tp.topic, tp.partition): tp.offset for tp in committed_offsets(self.consumer, wanted)
+        }
+        if all(
+            committed.get((t, int(p)), -1) >= off
+            for t, offsets in positions.items()
+            for p, off in offsets.items()
+        ):
             self.store.clear_outbox()  # its transaction did commit
         else:
             self._publish(outbox)
 
-    def _process(self, partition: int, batch: list[Message], commit: Commit) -> None:
-        frame, rejected, undecryptable = self._decode(batch)
-        selected = filter_event_types(frame, self.spec.event_types)
-        if self.spec.time == "processing":
-            now_ms = int(time.time() * 1000)
-            selected = selected.with_columns(pl.lit(now_ms, pl.Int64).alias("event_time_ms"))
-        typed = with_window_key(selected, self.spec.key)
-        selected = typed.drop_nulls("key")
-        no_key = typed.height - selected.height  # the key field is missing: counted, not windowed
-        misrouted = selected.clear()
-        if self.spec.key_field is not None:
-            # A payload key is only correct when each key lives in one partition: publishers set
-            # partition_key to the field's value. Anything else is dead-lettered, never merged.
-            wrong = pl.col("key").cast(pl.String) != pl.col(RECORD_KEY)
-            misrouted, selected = selected.filter(wrong), selected.filter(~wrong)
-        operator = self.operators[partition]
-        out = operator.process(selected.drop(RECORD_KEY))
+    def _outbox_offsets(self, box: dict[str, Any]) -> dict[str, dict[str, int]]:
+        """topic -> partition -> next offset of an outbox (a join's right topic too)."""
+        found = {self.record.kafka_topic: box["offsets"]}
+        if self.record.right_topic is not None and box.get("right_offsets"):
+            found[self.record.right_topic] = box["right_offsets"]
+        return found
+
+    def _right_offsets(self, commit: Commit) -> dict[int, int]:
+        """The right topic's next offsets of the partitions this step commits."""
+        return {
+            p: offset
+            for p in commit.positions
+            for offset in self.stages[p].extra_offsets[:1]
+            if offset is not None
+        }
+
+    def _process(
+        self, partition: int, batches: dict[int, list[Message]], commit: Commit, now_ms: int
+    ) -> None:
+        stage = self.stages[partition]
+        frames, seen, dead = [], [], list[dict[str, Any]]()
+        counters: dict[str, int] = defaultdict(int)
+        for i in range(stage.inputs):
+            batch = batches.get(i, [])
+            selected, newest = self.decoder.select(partition, batch, i, dead, counters)
+            if batch:
+                self.idle[(partition, i)].observe(newest, now_ms)
+            frames.append(selected)
+            seen.append(newest)
+        if stage.inputs > 1:  # a quiet side of a join still moves on (see _with_idle_inputs)
+            seen = self._with_idle_inputs(partition, seen, now_ms)
+        out = stage.process(frames, seen)
         base = {"pipeline_id": self.record.pipeline_id, "partition": partition}
-        pipeline = pl.lit(self.record.pipeline_id).alias("pipeline_id")
-        commit.results += out.results.select(pipeline, pl.all()).to_dicts()
-        commit.retracted += out.retracted.to_dicts()
-        commit.dead_letters += (
-            [{**base, "reason": "late", **row} for row in self._dead_rows(out.late)]
-            + [{**base, "reason": "undecodable", "offset": offset} for offset in rejected]
-            + [
-                {**base, "reason": "undecryptable", "offset": offset, "error": why}
-                for offset, why in undecryptable
-            ]
-            + [
-                {
-                    **base,
-                    "reason": f"misrouted: publish with partition_key = {self.spec.key}",
-                    **row,
-                }
-                for row in self._dead_rows(misrouted.drop(RECORD_KEY))
-            ]
-        )
-        counters = out.counters.as_dict()
-        counters["records_in"] = len(batch)
-        counters["filtered_out"] = frame.height - typed.height
-        counters["no_key"] = no_key
-        counters["undecodable"] = len(rejected)
-        counters["undecryptable"] = len(undecryptable)
-        counters["misrouted"] = misrouted.height
+        commit.dead_letters += dead + [
+            {**base, "reason": "late", **row} for row in self.decoder.dead_rows(out.late)
+        ]
+        for name, value in out.counters.items():
+            counters[name] += value
+        if 1 in batches:
+            stage.extra_offsets[0] = (batches[1][-1].offset() or 0) + 1
+        if 0 in batches:
+            self.next_offsets[partition] = (batches[0][-1].offset() or 0) + 1
+        self._commit_stage(partition, out.results, out.retracted, dict(counters), commit)
+
+    def _commit_stage(
+        self,
+        partition: int,
+        results: list[dict[str, Any]],
+        retracted: list[dict[str, Any]],
+        counters: dict[str, int],
+        commit: Commit,
+    ) -> None:
+        commit.results += [{"pipeline_id": self.record.pipeline_id, **doc} for doc in results]
+        commit.retracted += retracted
         commit.progress[partition] = counters
-        commit.positions[partition] = ((batch[-1].offset() or 0) + 1, operator.snapshot())
+        stage = self.stages[partition]
+        commit.positions[partition] = (self.next_offsets[partition], stage.snapshot())
 
-    def _dead_rows(self, rows: pl.DataFrame) -> list[dict[str, Any]]:
-        """Dead-letter rows; an encrypted stream's keep only envelope columns, so no payload
-        value lands in Redis in clear (the record stays findable by id and time)."""
-        if self.cipher is not None and not rows.is_empty():
-            payload = [*self.spec.fields, *(["key"] if self.spec.key_field else [])]
-            rows = rows.drop([c for c in payload if c in rows.columns])
-        return rows.to_dicts()
+    def _advance_idle(self, partition: int, commit: Commit, now_ms: int) -> None:
+        """A quiet partition: event time follows the clock (see pipelines.event_time)."""
+        stage = self.stages[partition]
+        seen = self._with_idle_inputs(partition, [None] * stage.inputs, now_ms)
+        if all(s is None for s in seen):
+            return
+        empty = self.decoder.select(partition, [], 0, [], defaultdict(int))[0]
+        out = stage.process([empty] * stage.inputs, seen)
+        counters = {**out.counters, "idle_advances": 1}
+        self._commit_stage(partition, out.results, out.retracted, counters, commit)
 
-    def _decode(
-        self, batch: list[Message]
-    ) -> tuple[pl.DataFrame, list[int], list[tuple[int, str]]]:
-        """One partition's records as one frame with each event's record key: Arrow-batched
-        records read as Arrow, CloudEvents JSON parsed in bulk (decrypted first when the stream
-        is encrypted). Answers the undecodable offsets, and the undecryptable ones with why."""
-        fields = self.spec.fields
-        plain = [m for m in batch if not is_arrow_batch(m.headers())]
-        values = [m.value() or b"" for m in plain]
-        undecryptable: list[tuple[int, str]] = []
-        if self.cipher is not None:  # once per batch: plain streams skip this entirely
-            values, failed = self.cipher.open_values(values)
-            if failed:
-                undecryptable = [(plain[i].offset() or 0, why) for i, why in failed]
-                skip = {i for i, _ in failed}
-                plain = [m for i, m in enumerate(plain) if i not in skip]
-                values = [v for i, v in enumerate(values) if i not in skip]
-        frame, rejected = decode_cloudevents_lenient(values, fields)
-        skip = set(rejected)
-        keys = pl.Series(
-            RECORD_KEY, [m.key() for i, m in enumerate(plain) if i not in skip], pl.Binary
-        )
-        frames = [frame.with_columns(keys.cast(pl.String, strict=False))]
-        bad = [plain[i].offset() or 0 for i in rejected]
-        for m in batch:
-            if is_arrow_batch(m.headers()):
-                try:
-                    arrow = decode_batch(m.value() or b"", fields)
-                except (pl.exceptions.PolarsError, OSError):
-                    bad.append(m.offset() or 0)
-                    continue
-                frames.append(arrow.rename({"partition_key": RECORD_KEY}))
-        return pl.concat(frames, how="vertical_relaxed"), bad, undecryptable
+    def _with_idle_inputs(
+        self, partition: int, seen: list[int | None], now_ms: int
+    ) -> list[int | None]:
+        """``seen`` with each input that delivered nothing filled in from its idle clock. An
+        idle input that never delivered an event must not hold a join back forever: like an
+        idle source in Flink it stops counting, i.e. it follows the other input."""
+        clocks = [self.idle[(partition, i)] for i in range(len(seen))]
+        filled = [
+            s if s is not None else c.idle_event_time(now_ms)
+            for s, c in zip(seen, clocks, strict=True)
+        ]
+        known = [s for s in filled if s is not None]
+        if not known:
+            return filled
+        top = max(known)
+        return [
+            top if s is None and c.is_idle(now_ms) else s
+            for s, c in zip(filled, clocks, strict=True)
+        ]
+
+    def _apply_pattern_changes(self) -> None:
+        """Run the latest stored pattern set (checked between steps: a commit boundary)."""
+        if self.spec.patterns is None or time.monotonic() < self._next_pattern_check:
+            return
+        self._next_pattern_check = time.monotonic() + PATTERN_CHECK_S
+        found = self.store.patterns()
+        version = 1 if found is None else found[0]
+        if self._patterns_applied and version == self.patterns_version:
+            return
+        patterns = self.spec.patterns
+        if found is not None:
+            patterns = [PatternSpec.model_validate(p) for p in found[1]]
+        for stage in self.stages.values():
+            assert isinstance(stage, PatternStage)
+            stage.replace_patterns(patterns)  # unchanged patterns keep their state
+        self.patterns_version, self._patterns_applied = version, True
+        self.store.report_patterns_version(version)
 
     def run(self) -> str:
         """Step until fenced (an empty step already waited in consume); answers why it ended."""
@@ -237,6 +308,7 @@ class PartitionOwnerActor:
 
     def __init__(self, record: dict[str, Any], partitions: list[int]):
         # Settings come from the job's runtime_env (cluster.settings.worker_env), one way.
+        setup_process(get_settings(), "partition_owner")
         self.owner = PartitionOwner(
             get_settings(), PipelineRecord.model_validate(record), partitions
         )
@@ -248,12 +320,19 @@ class PartitionOwnerActor:
         return os.getpid()
 
 
-def _outbox(commit: Commit) -> bytes:
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _outbox(commit: Commit, right_offsets: dict[int, int]) -> bytes:
     """The step's output records (keyed by window: a compacted topic keeps the latest revision)
-    and the source offsets they came from."""
+    and the source offsets they came from (a two-stream join's right topic's as well)."""
     return orjson.dumps(
         {
-            "offsets": {str(p): offset for p, (offset, _) in commit.positions.items()},
+            "offsets": {
+                str(p): offset for p, (offset, _) in commit.positions.items() if offset >= 0
+            },
+            "right_offsets": {str(p): offset for p, offset in right_offsets.items()},
             "records": [[member, raw.decode()] for member, raw in commit.documents],
         }
     )

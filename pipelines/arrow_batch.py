@@ -127,10 +127,14 @@ def read_batch(value: bytes) -> pl.DataFrame:
     return pl.read_ipc_stream(io.BytesIO(value))
 
 
-def decode_batch(value: bytes, fields: Mapping[str, FieldType] | None = None) -> pl.DataFrame:
+def decode_batch(
+    value: bytes, fields: Mapping[str, FieldType] | None = None, *, correlation: bool = False
+) -> pl.DataFrame:
     """The decoder's frame shape (pipelines.decode) from one Arrow-batched record, plus its
     `partition_key` column (the record key each event was placed by)."""
     frame = read_batch(value)
+    if correlation:
+        fields = {"correlation_id": "str", **(fields or {})}
     wanted = []
     for name, kind in (fields or {}).items():
         dtype = POLARS_TYPES[kind]

@@ -54,6 +54,7 @@ __all__ = [
 
 _CHUNK = 4096
 _ENVELOPE = (("id", "event_id"), ("type", "event_type"), ("aggregateid", "aggregate_id"))
+CORRELATION, CORRELATION_SOURCE = "correlation_id", "correlationid"
 
 
 def decode_cloudevents(
@@ -70,18 +71,28 @@ def decode_cloudevents(
 
 
 def decode_cloudevents_lenient(
-    values: Sequence[bytes], fields: Mapping[str, FieldType] | None = None
+    values: Sequence[bytes],
+    fields: Mapping[str, FieldType] | None = None,
+    *,
+    correlation: bool = False,
 ) -> tuple[pl.DataFrame, list[int]]:
-    """Decode what can be decoded; returns (frame of good rows in order, bad positions)."""
+    """Decode what can be decoded; returns (frame of good rows in order, bad positions).
+
+    ``correlation``: also a ``correlation_id`` column (the ``correlationid`` extension; null
+    when absent), for pipelines keyed by it.
+    """
     fields = dict(fields or {})
     clash = sorted(RESERVED_COLUMNS.intersection(fields))
     if clash:
         raise ValueError(f"payload fields {clash} clash with decoder output columns")
     good: list[pl.DataFrame] = []
     rejected: list[int] = []
-    _decode_range(values, 0, len(values), _read_schema(fields), fields, good, rejected)
+    schema = _read_schema(fields)
+    if correlation:
+        schema[CORRELATION_SOURCE] = pl.String()
+    _decode_range(values, 0, len(values), schema, fields, good, rejected)
     if not good:
-        return _empty(fields), rejected
+        return _empty(fields, correlation), rejected
     return (good[0] if len(good) == 1 else pl.concat(good)), rejected
 
 
@@ -97,13 +108,15 @@ def _read_schema(fields: Mapping[str, FieldType]) -> dict[str, pl.DataType]:
     return schema
 
 
-def _empty(fields: Mapping[str, FieldType]) -> pl.DataFrame:
+def _empty(fields: Mapping[str, FieldType], correlation: bool = False) -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {
         "event_id": pl.String(),
         "event_type": pl.String(),
         "aggregate_id": pl.String(),
         "event_time_ms": pl.Int64(),
     }
+    if correlation:
+        schema[CORRELATION] = pl.String()
     schema.update({name: POLARS_TYPES[t] for name, t in fields.items()})
     return pl.DataFrame(schema=schema)
 
@@ -116,7 +129,7 @@ def _parse(
     Rows may lack an id, a type or a parseable time; the caller rejects those.
     """
     if not values:
-        return _empty(fields)
+        return _empty(fields, CORRELATION_SOURCE in schema)
     buffer = b"\n".join(values)
     if buffer.count(b"\n") != len(values) - 1:
         # Raw newlines can only be JSON whitespace (inside strings they must be escaped).
@@ -133,6 +146,7 @@ def _parse(
     frame = raw.select(
         *(pl.col(src).alias(dst) for src, dst in _ENVELOPE),
         time.dt.epoch("ms").alias("event_time_ms"),
+        *([pl.col(CORRELATION_SOURCE).alias(CORRELATION)] if CORRELATION_SOURCE in schema else []),
         *(pl.col("data").struct.field(name) for name in fields),
     )
     return frame
@@ -203,8 +217,8 @@ def filter_event_types(
 
 def with_window_key(df: pl.DataFrame, key: str) -> pl.DataFrame:
     """Add the ``key`` column the window operators group by: a spec's ``key`` setting."""
-    if key == "aggregate_id":
-        return df.with_columns(pl.col("aggregate_id").alias("key"))
+    if key in ("aggregate_id", CORRELATION):
+        return df.with_columns(pl.col(key).alias("key"))
     field = key.removeprefix("payload.")
     if field == key or field not in df.columns:
         raise ValueError(f"key {key!r} needs a decoded payload column {field!r}")

@@ -1,4 +1,5 @@
-"""Pipeline specs: what a windowed-aggregation job computes, as a validated pydantic model.
+"""Pipeline specs: what a pipeline job computes (windowed aggregations, an interval join, or
+patterns), as a validated pydantic model.
 
 A spec is written by a data engineer (YAML, JSON or Python) and is the only input a pipeline job
 needs besides its stream: it names the payload fields to decode, how to key and window events, how
@@ -46,6 +47,8 @@ from pydantic import (
 )
 
 from pipelines.errors import SpecError
+from pipelines.join_spec import JoinSpec
+from pipelines.pattern_spec import PatternSpec, check_patterns
 
 __all__ = [
     "POLARS_TYPES",
@@ -55,7 +58,9 @@ __all__ = [
     "EmitMode",
     "FieldType",
     "HoppingWindowSpec",
+    "JoinSpec",
     "LatePolicy",
+    "PatternSpec",
     "PipelineSpec",
     "SessionWindowSpec",
     "SinksSpec",
@@ -188,7 +193,12 @@ class SinksSpec(_Model):
 
 
 class PipelineSpec(_Model):
-    """A windowed-aggregation pipeline; see the module docstring for a YAML example.
+    """A pipeline: exactly one of ``aggregations`` (with a ``window``), ``join`` or ``patterns``.
+
+    See the module docstring for a windowed example; :mod:`pipelines.join_spec` and
+    :mod:`pipelines.pattern_spec` for the other two. ``idle_timeout_ms``: a partition that
+    delivers no record for this long (processing time) advances its event time with the clock,
+    so windows, join intervals and absence deadlines still fire.
 
     ``time="processing"`` means the partition owner stamps ``event_time_ms`` with its own clock
     before the window operator sees the batch; the operators themselves only know event time.
@@ -201,14 +211,17 @@ class PipelineSpec(_Model):
     event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     fields: dict[str, FieldType] = Field(default_factory=dict)
     key: str = "aggregate_id"
-    window: WindowSpec
+    window: WindowSpec | None = None
     time: Literal["event", "processing"] = "event"
     allowed_lateness_ms: int = Field(default=0, ge=0)
     late_policy: LatePolicy = "drop"
     retain_closed_ms: int | None = Field(default=None, ge=0)
-    aggregations: list[AggregationSpec] = Field(min_length=1)
+    aggregations: Annotated[list[AggregationSpec], Field(min_length=1)] | None = None
+    join: JoinSpec | None = None
+    patterns: Annotated[list[PatternSpec], Field(min_length=1)] | None = None
     emit: EmitMode = "on_close"
     sinks: SinksSpec = Field(default_factory=SinksSpec)
+    idle_timeout_ms: int = Field(default=10_000, gt=0)
 
     @field_validator("event_types")
     @classmethod
@@ -231,11 +244,14 @@ class PipelineSpec(_Model):
     @field_validator("key")
     @classmethod
     def _key_is_known(cls, key: str, info: ValidationInfo) -> str:
-        if key == "aggregate_id":
+        if key in ("aggregate_id", "correlation_id"):
             return key
         field = key.removeprefix("payload.")
         if field == key or not field:
-            raise ValueError(f"key must be 'aggregate_id' or 'payload.<field>', not {key!r}")
+            raise ValueError(
+                f"key must be 'aggregate_id' or 'payload.<field>' (or 'correlation_id'), "
+                f"not {key!r}"
+            )
         fields = info.data.get("fields")
         if fields is not None and field not in fields:
             raise ValueError(
@@ -246,8 +262,10 @@ class PipelineSpec(_Model):
     @field_validator("aggregations")
     @classmethod
     def _aggregations_fit_fields(
-        cls, aggs: list[AggregationSpec], info: ValidationInfo
-    ) -> list[AggregationSpec]:
+        cls, aggs: list[AggregationSpec] | None, info: ValidationInfo
+    ) -> list[AggregationSpec] | None:
+        if aggs is None:
+            return None
         fields: dict[str, str] | None = info.data.get("fields")
         seen: set[str] = set()
         for agg in aggs:
@@ -269,6 +287,36 @@ class PipelineSpec(_Model):
                 )
         return aggs
 
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_fit_fields(
+        cls, patterns: list[PatternSpec] | None, info: ValidationInfo
+    ) -> list[PatternSpec] | None:
+        fields = info.data.get("fields")
+        return patterns if patterns is None or fields is None else check_patterns(patterns, fields)
+
+    @model_validator(mode="after")
+    def _one_computation(self) -> Self:
+        given = [n for n in ("aggregations", "join", "patterns") if getattr(self, n) is not None]
+        if len(given) != 1:
+            found = " and ".join(given) if given else "none of them"
+            raise ValueError(
+                f"a pipeline computes exactly one of aggregations, join or patterns ({found} given)"
+            )
+        if self.aggregations is not None and self.window is None:
+            raise ValueError(
+                "window: Field required: aggregations need a window "
+                "(e.g. window: {type: tumbling, size_ms: 60000})"
+            )
+        if self.aggregations is None and self.window is not None:
+            raise ValueError(f"window only applies to aggregations; remove it for {given[0]}")
+        if self.aggregations is None and self.late_policy == "update":
+            raise ValueError(
+                f"late_policy 'update' only applies to aggregations; use drop or dead_letter "
+                f"for {given[0]}"
+            )
+        return self
+
     @field_validator("retain_closed_ms")
     @classmethod
     def _retention_needs_update(cls, retain: int | None, info: ValidationInfo) -> int | None:
@@ -280,7 +328,9 @@ class PipelineSpec(_Model):
     @property
     def key_field(self) -> str | None:
         """The payload field the key comes from, or None when keyed by aggregate id."""
-        return None if self.key == "aggregate_id" else self.key.removeprefix("payload.")
+        if self.key in ("aggregate_id", "correlation_id"):
+            return None
+        return self.key.removeprefix("payload.")
 
     @property
     def key_type(self) -> FieldType:
@@ -290,7 +340,7 @@ class PipelineSpec(_Model):
     @property
     def closed_retention_ms(self) -> int:
         """How long closed windows stay updatable: 0 unless late_policy is "update"."""
-        if self.late_policy != "update":
+        if self.late_policy != "update" or self.window is None:
             return 0
         if self.retain_closed_ms is not None:
             return self.retain_closed_ms

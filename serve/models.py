@@ -230,6 +230,16 @@ class PipelineStatus(PipelineRecord):
     owner_restarts: int
     progress: dict[str, int] = Field(description="The partitions' counters summed, and lag.")
     partitions_progress: list[PartitionProgress]
+    owners_patterns_version: dict[str, int] = Field(
+        default_factory=dict,
+        description="Pattern pipelines: owner (its partitions, e.g. '0-2') -> pattern version.",
+    )
+
+
+class PipelinePatterns(BaseModel):
+    pipeline_id: str
+    version: int = Field(description="1 for the submitted spec's patterns, +1 per change.")
+    patterns: list[dict[str, Any]]
 
 
 class PipelineStopped(BaseModel):
@@ -241,7 +251,8 @@ class PipelineResults(BaseModel):
     pipeline_id: str
     results: list[dict[str, Any]] = Field(
         description="Window results: key, window_start_ms, window_end_ms, the aggregations, "
-        "revision, closed."
+        "revision, closed. Join pairs: key, left/right_event_id, left/right_time_ms, "
+        "left.<f>, right.<f>. Pattern matches: pattern, key, kind, start_ms, end_ms, events."
     )
     next_offset: int | None = Field(description="Pass it back as `offset`; null at the end.")
 

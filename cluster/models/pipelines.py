@@ -19,6 +19,9 @@ class PipelineRecord(BaseModel):
     created_at: str
     job_id: str
     output_topic: str | None = None  # esb.<tenant>.<sinks.kafka_topic>
+    # A join's right side on another (co-partitioned) stream: owners read its same partitions.
+    right_stream_id: str | None = None
+    right_topic: str | None = None
     encrypted: bool = False  # the stream's: partition owners decrypt before decoding
     stopped: bool = False
 

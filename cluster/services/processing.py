@@ -24,6 +24,7 @@ from cluster.models.pipelines import PipelineRecord
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.streaming import check_identifier, kafka_topic
 from cluster.settings import Settings, worker_env
+from cluster.stores.pipelines import PUT_PATTERNS
 from cluster.stores.records import TenantRecords
 from pipelines.spec import PipelineSpec
 
@@ -69,6 +70,7 @@ class StreamProcessingService:
         if not 1 <= owners <= 64:
             raise InvalidInput("owners must be between 1 and 64")
         stream = await self._bus.streams.resolve(spec.source_stream, tenant_id)
+        right = await self._co_partitioned_right(spec, tenant_id, stream)
         pipeline_id = uuid.uuid4().hex[:16]
         output = spec.sinks.kafka_topic and kafka_topic(tenant_id, spec.sinks.kafka_topic)
         if output and not await asyncio.to_thread(self._bus.topics.exists, output):
@@ -93,6 +95,8 @@ class StreamProcessingService:
             job_id=f"esb-pipeline-{pipeline_id}",
             output_topic=output or None,
             encrypted=stream.encrypted,
+            right_stream_id=right and right.stream_id,
+            right_topic=right and right.kafka_topic,
         )
         redis = self._bus.redis
         await redis.set(naming.pipeline_key(pipeline_id), record.model_dump_json())
@@ -104,6 +108,67 @@ class StreamProcessingService:
             await redis.srem(naming.ALL_PIPELINES, pipeline_id)
             raise
         return record
+
+    async def _co_partitioned_right(self, spec: PipelineSpec, tenant_id: str, left: Any) -> Any:
+        """A join's right stream when it is another stream: it must be co-partitioned (same
+        partition count; publishers key both by the join key) so owners read the same
+        partition of both. Answers None for a one-stream pipeline."""
+        other = spec.join.right.source_stream if spec.join is not None else None
+        if other is None or other == spec.source_stream:
+            return None
+        right = await self._bus.streams.resolve(other, tenant_id)
+        partitions = left.partitions
+        if right.stream_id == left.stream_id:
+            raise InvalidInput(
+                f"join.right.source_stream {other!r} is the pipeline's own source stream; "
+                "omit it to join within one stream"
+            )
+        if right.partitions != partitions or right.encrypted:
+            why = (
+                f"it has {right.partitions} partitions and {spec.source_stream!r} has {partitions}"
+                if right.partitions != partitions
+                else "it is encrypted (joins read a plain right stream)"
+            )
+            raise InvalidInput(
+                f"join.right.source_stream {other!r} is not co-partitioned with "
+                f"{spec.source_stream!r}: {why}; join streams with the same partition count, "
+                "both published with the join key as partition_key"
+            )
+        return right
+
+    async def get_patterns(self, pipeline_id: str, tenant_id: str | None = None) -> dict[str, Any]:
+        """The pattern set the pipeline's owners run (or move to at their next commit)."""
+        record = await self.get_record(pipeline_id, tenant_id)
+        if record.spec.patterns is None:
+            raise InvalidInput(f"pipeline {pipeline_id} computes no patterns")
+        raw = await self._bus.redis.get(naming.pipeline_key(pipeline_id, "patterns"))
+        if raw is None:
+            patterns = [p.model_dump(mode="json") for p in record.spec.patterns]
+            return {"pipeline_id": pipeline_id, "version": 1, "patterns": patterns}
+        doc = orjson.loads(raw)
+        return {"pipeline_id": pipeline_id, "version": doc["version"], "patterns": doc["patterns"]}
+
+    async def put_patterns(
+        self, pipeline_id: str, patterns: list[Any], tenant_id: str | None = None
+    ) -> dict[str, Any]:
+        """Replace the patterns of a running pipeline: validated like a submit (the spec with
+        these patterns must be valid), stored as the next version, applied by each owner at
+        its next commit boundary without restarting the job. Removed patterns lose their
+        state; new or changed ones start from the next record."""
+        record = await self.get_record(pipeline_id, tenant_id)
+        if record.spec.patterns is None:
+            raise InvalidInput(f"pipeline {pipeline_id} computes no patterns")
+        data = {**record.spec.model_dump(mode="json"), "patterns": patterns}
+        checked = PipelineSpec.from_data(data).patterns or []
+        doc = orjson.dumps([p.model_dump(mode="json") for p in checked]).decode()
+        key = naming.pipeline_key(pipeline_id, "patterns")
+        version = int(await self._bus.redis.eval(PUT_PATTERNS, 1, key, doc))
+        return {"pipeline_id": pipeline_id, "version": version, "patterns": orjson.loads(doc)}
+
+    async def owner_pattern_versions(self, pipeline_id: str) -> dict[str, int]:
+        """Owner (its partitions, e.g. "0-2") -> the pattern version it runs."""
+        raw = await self._bus.redis.hgetall(naming.pipeline_key(pipeline_id, "owners"))
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def _submit_job(self, record: PipelineRecord) -> None:
         settings = self._bus.settings
@@ -140,6 +205,8 @@ class StreamProcessingService:
             raw = await redis.hgetall(naming.pipeline_key(pipeline_id, f"progress:{p}"))
             counters = {_text(k): int(v) for k, v in raw.items()}
             committed = counters.pop("offset", None)
+            if committed is not None and committed < 0:
+                committed = None  # only the join's right topic was read so far
             high = marks.get(p, (0, 0))[1]
             lag = high - (committed if committed is not None else marks.get(p, (0, 0))[0])
             partitions.append(
@@ -160,6 +227,9 @@ class StreamProcessingService:
             "owner_restarts": int(restarts or 0),
             "progress": {**totals, "lag": sum(p["lag"] for p in partitions)},
             "partitions_progress": partitions,
+            "owners_patterns_version": (
+                await self.owner_pattern_versions(pipeline_id) if record.spec.patterns else {}
+            ),
         }
 
     async def state(self, record: PipelineRecord) -> str:

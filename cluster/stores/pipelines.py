@@ -12,9 +12,16 @@ still the current one; a paused, restarted or cut-off owner whose partitions wer
 Keys (prefix `esb:pl:<id>`):
     :epoch:<p>   int         fencing epoch of partition p
     :ckpt:<p>    hash        offset, epoch, state (operator snapshot bytes)
-    :res         hash        "<key>|<start>|<end>" -> result JSON (idempotent overwrite)
-    :by-end      zset        result member by window_end_ms (time range, latest N)
-    :by-key:<k>  zset        result member by window_start_ms (per key)
+    :res         hash        member -> result JSON (idempotent overwrite); the member is
+                             "<key>|<start>|<end>" for a window, "<left id>|<right id>" for a
+                             join pair ("" for an unmatched left), "<pattern>|<key>|<digest of
+                             the matched ids>" for a pattern match
+    :by-end      zset        result member by end (window_end_ms, the later of a pair's times,
+                             a match's end_ms): time range, latest N
+    :by-key:<k>  zset        result member by start (window_start_ms, the left time, start_ms)
+    :patterns    string      JSON {"version": n, "patterns": [...]}: the pattern set owners run
+                             (absent until the first change: version 1 is the submitted spec's)
+    :owners      hash        owner (its partitions, "0-2-4") -> pattern version it runs
     :progress:<p> hash       counters and the committed offset
     :dead        list        late events under late_policy "dead_letter" (JSON)
     Session windows that a merge replaced are deleted in the same script.
@@ -31,6 +38,7 @@ set) on the Kafka side and by the epochs on the Redis side.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -113,8 +121,34 @@ class Commit:
         return [(result_member(doc), orjson.dumps(doc)) for doc in self.results]
 
 
+def result_index(doc: dict[str, Any]) -> tuple[str, int, int]:
+    """(member, start, end) of a window, join or pattern result (see the key layout above)."""
+    if "window_start_ms" in doc:
+        start, end = doc["window_start_ms"], doc["window_end_ms"]
+        return f"{doc['key']}|{start}|{end}", start, end
+    if "pattern" in doc:
+        ids = orjson.dumps(doc["events"], option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(ids).hexdigest()[:16]
+        return f"{doc['pattern']}|{doc['key']}|{digest}", doc["start_ms"], doc["end_ms"]
+    right = doc["right_event_id"]
+    times = [t for t in (doc["left_time_ms"], doc["right_time_ms"]) if t is not None]
+    return f"{doc['left_event_id']}|{right or ''}", doc["left_time_ms"], max(times)
+
+
 def result_member(doc: dict[str, Any]) -> str:
-    return f"{doc['key']}|{doc['window_start_ms']}|{doc['window_end_ms']}"
+    return result_index(doc)[0]
+
+
+# A pattern change: the next version, atomically (KEYS[1] = the :patterns key, ARGV[1] = JSON
+# list of patterns). Answers the new version.
+PUT_PATTERNS = """
+local current = redis.call('GET', KEYS[1])
+local version = 1
+if current then version = cjson.decode(current)['version'] end
+version = version + 1
+redis.call('SET', KEYS[1], '{"version":' .. version .. ',"patterns":' .. ARGV[1] .. '}')
+return version
+"""
 
 
 class PipelineStore:
@@ -133,6 +167,18 @@ class PipelineStore:
 
     def clear_outbox(self) -> None:
         self._redis.delete(f"{self._prefix}:outbox:{self.owner_key}")
+
+    def patterns(self) -> tuple[int, list[dict[str, Any]]] | None:
+        """The latest pattern set (version, patterns), or None while the spec's is current."""
+        raw = self._redis.get(f"{self._prefix}:patterns")
+        if raw is None:
+            return None
+        doc = orjson.loads(raw)
+        return int(doc["version"]), list(doc["patterns"])
+
+    def report_patterns_version(self, version: int) -> None:
+        """Say which pattern version this owner runs (the pipeline's status shows it)."""
+        self._redis.hset(f"{self._prefix}:owners", self.owner_key, version)
 
     def claim(self, partitions: list[int]) -> dict[int, int]:
         """Take the partitions over: a new epoch each, which fences every earlier owner."""
@@ -158,7 +204,7 @@ class PipelineStore:
             orjson.dumps({str(p): e for p, e in epochs.items()}),
             orjson.dumps(
                 [
-                    [member, str(d["key"]), d["window_start_ms"], d["window_end_ms"], raw.decode()]
+                    [member, str(d["key"]), *result_index(d)[1:], raw.decode()]
                     for d, (member, raw) in zip(stored, documents, strict=True)
                 ]
             ),

@@ -6,7 +6,8 @@ columns ``key``, ``event_time_ms``, ``event_id`` and the payload fields the aggr
 
 Semantics (exact; the oracle tests in tests/unit/test_windows_oracle.py check them):
 
-- Watermark = max event time seen - ``allowed_lateness_ms``, advanced once per batch after the
+- Watermark = max event time seen - ``allowed_lateness_ms``, where "seen" includes the
+  ``seen_ms`` of records the pipeline filtered out, advanced once per batch after the
   batch is applied; a window ``[start, end)`` closes when ``end <= watermark``.
 - Late events: an event is late when every window it belongs to was closed before its batch.
   "drop" counts and discards it, "dead_letter" returns it in ``WindowOutput.late``, "update"

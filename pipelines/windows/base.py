@@ -7,7 +7,8 @@ One operator per (pipeline, partition). Each ``process(batch)`` runs, in order:
 2. Classify and apply against the watermark *before* the batch (``w0``): an (event, window) pair
    is applied when the window is open (``end > w0``) or, under late_policy "update", still
    retained (``end > w0 - retain_closed_ms``). An event is late when all its windows are closed.
-3. Advance the watermark: ``w1 = max(w0, max event time of new events - allowed_lateness_ms)``.
+3. Advance the watermark: ``w1 = max(w0, max(event time of new events, seen_ms) -
+   allowed_lateness_ms)``; ``seen_ms`` covers the records the pipeline filtered out.
 4. Emit: "on_close" emits a window when it closes (``w0 < end <= w1``) and again whenever a late
    event changes it after closing; "on_update" also emits every window the batch changed.
    ``revision`` counts a window's earlier emissions.
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from pipelines.event_time import newest_time
 from pipelines.windows.aggregations import (
     POLARS_TYPES,
     final_exprs,
@@ -112,8 +114,12 @@ class WindowOperator(ABC):
 
     # -- the batch cycle ------------------------------------------------------------------------
 
-    def process(self, batch: pl.DataFrame) -> WindowOutput:
-        """Fold one batch into the windows; returns what to emit, dead letters and counters."""
+    def process(self, batch: pl.DataFrame, seen_ms: int | None = None) -> WindowOutput:
+        """Fold one batch into the windows; returns what to emit, dead letters and counters.
+
+        ``seen_ms``: the newest event time of every record the partition delivered with this
+        batch, including those the pipeline filtered out; it advances the watermark too.
+        """
         batch = self._prepare(batch)
         counters = WindowCounters(events_in=batch.height)
         w0 = self._watermark
@@ -128,10 +134,10 @@ class WindowOperator(ABC):
         else:
             counters.late_dropped = late.height
             late = late.clear()
-        newest = fresh.get_column(TIME).max()
+        newest = max((v for v in (newest_time(fresh), seen_ms) if v is not None), default=None)
         w1 = w0
         if newest is not None:
-            candidate = int(newest) - self.definition.allowed_lateness_ms  # type: ignore[arg-type]
+            candidate = newest - self.definition.allowed_lateness_ms
             w1 = candidate if w0 is None else max(w0, candidate)
         return self._close(w0, w1, counters, late)
 

@@ -134,6 +134,8 @@ class WindowDefinition:
     def from_spec(cls, spec: PipelineSpec) -> WindowDefinition:
         """The definition a validated :class:`~pipelines.spec.PipelineSpec` describes."""
         w = spec.window
+        if w is None or spec.aggregations is None:
+            raise ValueError("only an aggregations pipeline has a window definition")
         window: WindowKind
         if isinstance(w, SessionWindowSpec):
             window = SessionWindow(gap_ms=w.gap_ms)

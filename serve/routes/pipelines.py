@@ -30,6 +30,7 @@ from serve.deps import Services, Svc, services
 from serve.models import (
     PipelineDeadLetters,
     PipelineList,
+    PipelinePatterns,
     PipelineResults,
     PipelineStatus,
     PipelineStopped,
@@ -69,6 +70,9 @@ async def submit_pipeline(request: Request, svc: Svc, caller: Caller) -> JSONRes
     tenant = body_tenant(caller, doc)
     body = validate(SubmitPipeline, client_fields(doc))
     await authorize_stream(svc, caller, Action.PIPELINE_MANAGE, body.spec.source_stream, tenant)
+    right = body.spec.join.right.source_stream if body.spec.join else None
+    if right is not None:  # a join reads its right stream too
+        await authorize_stream(svc, caller, Action.PIPELINE_MANAGE, right, tenant)
     record = await svc.processing.submit_pipeline(body.spec, tenant, caller.subject, body.owners)
     return JSONResponse(
         {"pipeline_id": record.pipeline_id, "job_id": record.job_id},
@@ -102,6 +106,43 @@ async def get_pipeline(
     """The spec, the job's state and progress (lag per partition, events, windows, late)."""
     record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
     return await svc.processing.status(record.pipeline_id, record.tenant_id)
+
+
+class ReplacePatterns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patterns: list[dict[str, Any]] = Field(
+        min_length=1, description="The new pattern set (as in a spec's `patterns`)."
+    )
+
+
+@router.get("/api/v1/pipelines/{pipeline_id}/patterns", response_model=PipelinePatterns)
+async def get_patterns(
+    pipeline_id: str, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
+    """The pattern set a pattern pipeline runs, with its version."""
+    record = await _pipeline(svc, caller, Action.PIPELINE_READ, pipeline_id, tenant_id)
+    return await svc.processing.get_patterns(record.pipeline_id, record.tenant_id)
+
+
+@router.put(
+    "/api/v1/pipelines/{pipeline_id}/patterns",
+    response_model=PipelinePatterns,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReplacePatterns.model_json_schema()}},
+        }
+    },
+)
+async def put_patterns(
+    pipeline_id: str, request: Request, svc: Svc, caller: Caller, tenant_id: TenantQuery = None
+) -> dict[str, Any]:
+    """Change the patterns while the job runs: owners apply them at their next commit."""
+    record = await _pipeline(svc, caller, Action.PIPELINE_MANAGE, pipeline_id, tenant_id)
+    doc = await read_json_object(request, svc.bus.settings.max_body_bytes)
+    body = validate(ReplacePatterns, doc)
+    return await svc.processing.put_patterns(record.pipeline_id, body.patterns, record.tenant_id)
 
 
 @router.delete("/api/v1/pipelines/{pipeline_id}", response_model=PipelineStopped)

@@ -115,7 +115,8 @@ class Oracle:
 
     # -- the batch cycle -----------------------------------------------------------------------
 
-    def process(self, batch: list[Event]) -> None:
+    def process(self, batch: list[Event], seen: int | None = None) -> None:
+        """``seen``: the newest event time of records filtered out before the operator."""
         lo = NEG_INF if self.watermark is None else self.watermark
         horizon = lo - self.retention
         fresh: list[Event] = []
@@ -144,8 +145,9 @@ class Oracle:
             else:
                 self.counters["late_dropped"] += 1
         new_wm = self.watermark
-        if fresh:
-            candidate = max(e.t for e in fresh) - self.d.allowed_lateness_ms
+        times = [e.t for e in fresh] + ([] if seen is None else [seen])
+        if times:
+            candidate = max(times) - self.d.allowed_lateness_ms
             new_wm = candidate if new_wm is None else max(new_wm, candidate)
         self.close(lo, new_wm, changed)
 

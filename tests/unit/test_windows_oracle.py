@@ -148,13 +148,14 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def check_against_oracle(scenario: Scenario) -> None:
+def check_against_oracle(scenario: Scenario, seen: list[int | None] | None = None) -> None:
     op = WindowOperator.build(scenario.definition)
     oracle = Oracle(scenario.definition)
     outputs, dead = [], []
-    for batch in scenario.batches:
-        out = op.process(frame(batch))
-        oracle.process(batch)
+    for i, batch in enumerate(scenario.batches):
+        filtered_out = None if seen is None else seen[i % len(seen)]
+        out = op.process(frame(batch), seen_ms=filtered_out)
+        oracle.process(batch, filtered_out)
         assert op.watermark_ms == oracle.watermark
         outputs.append(out)
         dead += out.late.get_column("event_id").to_list()
@@ -188,6 +189,25 @@ def test_hopping_matches_oracle(scenario: Scenario) -> None:
 @given(scenarios("session"))
 def test_session_matches_oracle(scenario: Scenario) -> None:
     check_against_oracle(scenario)
+
+
+@HYPOTHESIS
+@given(
+    st.sampled_from(["tumbling", "hopping", "session"]).flatmap(scenarios),
+    st.lists(st.none() | st.integers(0, 300), min_size=1, max_size=5),
+)
+def test_filtered_out_records_advance_event_time(
+    scenario: Scenario, seen: list[int | None]
+) -> None:
+    """Records the pipeline does not select still move the watermark (``seen_ms``)."""
+    check_against_oracle(scenario, seen)
+
+
+def test_only_unselected_records_still_close_windows() -> None:
+    op = WindowOperator.build(definition(TumblingWindow(10)))
+    op.process(frame([Event("a", 3, "e1")]))
+    closed = op.process(frame([]), seen_ms=25)  # e.g. only "user.*" arrived, up to t=25
+    assert closed.results.select("key", "window_start_ms", "n").rows() == [("a", 0, 1)]
 
 
 @HYPOTHESIS
