@@ -30,6 +30,7 @@ from actors.dispatch_cycle import Cycle, now_iso
 from cluster import naming
 from cluster.errors import DecryptionFailed
 from cluster.models.subscriptions import SubscriptionRecord
+from cluster.observability import tracing
 from cluster.security.event_crypto import stream_cipher
 from cluster.security.webhooks import Outcome, WebhookSender
 from cluster.settings import Settings
@@ -102,12 +103,14 @@ class Delivery:
         False when it waits for another attempt (or for the subscription to be re-enabled)."""
         assert self.sender is not None and self.config.webhook_url is not None
         pending.attempts += 1
+        span = tracing.start_continued("webhook.deliver", pending.msg.headers())
         outcome = await self.sender.send(
             self.config.webhook_url,
             self.record.secret,
             pending.webhook_id,
             pending.body if pending.body is not None else (pending.msg.value() or b""),
         )
+        span.end(None if outcome.ok else outcome.error or f"HTTP {outcome.status}")
         item = self.live_item(pending, outcome)
         if outcome.ok:
             if self.mode == "exactly_once":

@@ -42,6 +42,8 @@ from cluster import naming
 from cluster.errors import DecryptionFailed
 from cluster.kafka.clients import consumer_config, producer_config
 from cluster.models.subscriptions import EventFilter, SubscriptionRecord
+from cluster.observability import metrics
+from cluster.observability.setup import setup_process
 from cluster.settings import Settings, get_settings
 
 log = logging.getLogger("esb.dispatcher")
@@ -92,6 +94,7 @@ class Dispatcher:
             on_lost=self._on_revoke,
         )
         self.delivery = Delivery(settings, record, self.redis, disable=self._disable)
+        self.lag = metrics.LagReporter(record.tenant_id, record.group_id)
 
     # --- group membership ----------------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class Dispatcher:
 
     async def step(self) -> None:
         self._sync_state()
+        self.lag.maybe_report(self.consumer)
         if self.state != "active":
             stray = await asyncio.to_thread(self.consumer.consume, 100, STATE_POLL_S)
             self._remember_unprocessed(stray)
@@ -209,6 +213,9 @@ class Dispatcher:
             if tp in self.assigned and self.state == "active":
                 self._resume(tp)
         cycle.report(self.redis, self.record.subscription_id)
+        metrics.record_deliveries(
+            self.record.tenant_id, self.record.subscription_id, cycle.counters
+        )
 
     def _remember_unprocessed(self, messages: list[Message]) -> None:
         for m in messages:
@@ -319,6 +326,7 @@ class DispatcherActor:
     def __init__(self, record: dict[str, Any], index: int) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         config = get_settings()  # from the runtime_env the launcher gives (worker_env)
+        setup_process(config, "dispatcher")
         subscription = SubscriptionRecord.model_validate(record)
         # Counted before the actor answers any call: a start is never missed by a status read.
         stats = naming.sub_key(subscription.subscription_id, "stats")

@@ -45,6 +45,7 @@ def _ports(state_dir: Path) -> dict[str, int]:
         "ray_port",
         "ray_dashboard_port",
         "api_port",
+        "metrics_port",
     )
     ports = dict(zip(names, processes.free_ports(len(names)), strict=True))
     saved.write_text(json.dumps(ports))

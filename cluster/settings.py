@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     kafka_ssl_port: int | None = None
 
     log_level: str = Field(default="INFO")
+    # Observability (README "Observability"): JSON or text log lines; Prometheus `/metrics` on
+    # METRICS_PORT (bound to API_HOST); OpenTelemetry traces to an OTLP endpoint.
+    log_format: Literal["json", "text"] = "text"
+    metrics_enabled: bool = True
+    metrics_port: int = 9090
+    tracing_enabled: bool = False
+    otel_exporter_otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318 (OTLP/HTTP)
+    jaeger_endpoint: str | None = None  # accepted as the OTLP endpoint (Jaeger speaks OTLP)
 
     @field_validator(
         "api_tls_certfile", "api_tls_keyfile", "kafka_ssl_ca_location", "esb_master_key_file"
@@ -169,6 +177,11 @@ WORKER_FIELDS = (
     "esb_master_key",  # prefer the file: an inline key shows in the Ray dashboard's runtime env
     "esb_master_key_file",
     "log_level",
+    "log_format",
+    "metrics_enabled",
+    "tracing_enabled",
+    "otel_exporter_otlp_endpoint",
+    "jaeger_endpoint",
 )
 
 

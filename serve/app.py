@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         description=DESCRIPTION,
         responses=problems.ERROR_RESPONSES,
+        lifespan=lifespan,  # logs, metrics and traces set up in each replica
     )
     app.state.settings = settings
     app.state.services = None

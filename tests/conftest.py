@@ -40,8 +40,13 @@ ISSUER, AUDIENCE = "esb-tests", "esb-api"
 
 def _test_settings(state_dir: Path) -> Settings:
     """Settings() from the environment, with only the local ports and the state dir replaced."""
-    kafka, controller, redis, ray, dashboard, api = processes.free_ports(6)
+    kafka, controller, redis, ray, dashboard, api, metrics, otlp = processes.free_ports(8)
     return Settings(
+        metrics_port=metrics,
+        # Spans go to tests/integration/test_tracing.py's OTLP receiver (dropped while it is not
+        # listening); the bus's processes export them in the background.
+        tracing_enabled=True,
+        otel_exporter_otlp_endpoint=f"http://127.0.0.1:{otlp}",
         esb_state_dir=state_dir,
         kafka_port=kafka,
         kafka_controller_port=controller,

@@ -99,8 +99,10 @@ def _records(
     user_id: str,
     now_ms: int,
     cipher: EventCipher | None = None,
+    traceparent: str | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, CloudEvent JSON) of the events at `fresh` positions, sealed when `cipher` is set."""
+    """(key, CloudEvent JSON) of the events at `fresh` positions, sealed when `cipher` is set;
+    `traceparent` is the CloudEvents distributed-tracing extension attribute."""
     records = []
     for i in fresh:
         event = to_cloudevent(
@@ -111,6 +113,8 @@ def _records(
             user_id=user_id,
             now_ms=now_ms,
         )
+        if traceparent is not None:
+            event["traceparent"] = traceparent
         records.append((events[i].key.encode(), encode(cipher.seal(event) if cipher else event)))
     return records
 
@@ -238,26 +242,30 @@ class EventPublishingService:
         fresh = await self._claim(stream.stream_id, events, ids, receipts)
 
         now_ms = int(time.time() * 1000)
+        span = tracing.start_publish(tenant_id, stream.stream_id, len(fresh))
+        traceparent = tracing.traceparent_of(span.headers)  # None unless TRACING_ENABLED
         cipher = self._bus.cipher(stream)  # decided once per batch: plain streams pay nothing
         if cipher is None:
-            records = _records(events, ids, fresh, stream, user_id, now_ms)
+            records = _records(events, ids, fresh, stream, user_id, now_ms, None, traceparent)
         else:
             try:  # in a thread: AES per event, and key store calls on a cache miss
                 records = await asyncio.to_thread(
-                    _records, events, ids, fresh, stream, user_id, now_ms, cipher
+                    _records, events, ids, fresh, stream, user_id, now_ms, cipher, traceparent
                 )
-            except Exception:
+            except Exception as exc:
+                span.end(error=repr(exc))
                 await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
                 raise
         try:
             deliveries = await self._bus.producer.send_many(
                 stream.kafka_topic,
                 records,
-                headers=[CONTENT_TYPE_HEADER],
+                headers=[CONTENT_TYPE_HEADER, *span.headers],  # traceparent when tracing
                 timeout_s=self._bus.settings.publish_timeout_s + 5,
                 partitions=[partition_for(events[i].key, stream.partitions) for i in fresh],
             )
-        except EsbError:
+        except EsbError as exc:
+            span.end(error=exc.detail)
             await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
             raise
         for i, delivery in zip(fresh, deliveries, strict=True):
@@ -274,6 +282,11 @@ class EventPublishingService:
         published = sum(r.status == "published" for r in done)
         if published:
             await self._bus.streams.count_published(stream.stream_id, published)
+        failed = sum(r.status == "failed" for r in done)
+        span.end()
+        metrics.record_publish(
+            tenant_id, stream.stream_id, published, time.perf_counter() - started, failed
+        )
         return BatchReceipt(
             stream_id=stream.stream_id,
             kafka_topic=stream.kafka_topic,
@@ -349,18 +362,24 @@ class EventPublishingService:
             partitions, headers = [p for p, _ in batches], [FORMAT_HEADER]
         else:
             records, partitions = await asyncio.to_thread(_sealed_arrow, cipher, batches)
+            self._check_record_sizes(records, range(len(records)))
             headers = [CONTENT_TYPE_HEADER]
+        span = tracing.start_publish(tenant_id, stream.stream_id, frame.height)
         deliveries = await self._bus.producer.send_many(
             stream.kafka_topic,
             records,
-            headers=headers,
+            headers=[*headers, *span.headers],  # traceparent when tracing
             timeout_s=self._bus.settings.publish_timeout_s + 5,
             partitions=partitions,
         )
         failed = [d.error for d in deliveries if d.error]
+        span.end(failed[0] if failed else None)
         if failed:
             raise ServiceUnavailable(f"Kafka refused {len(failed)} Arrow batch(es): {failed[0]}")
         await self._bus.streams.count_published(stream.stream_id, frame.height)
+        metrics.record_publish(
+            tenant_id, stream.stream_id, frame.height, time.perf_counter() - started
+        )
         return ArrowReceipt(
             stream_id=stream.stream_id,
             kafka_topic=stream.kafka_topic,

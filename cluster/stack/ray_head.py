@@ -51,6 +51,9 @@ def head_env(settings: Settings) -> dict[str, str]:
     # Ray 2.60's `ray start --block` drains the node for up to 30 s on SIGTERM (for Kubernetes
     # rolling upgrades) before stopping anything; a local stack has no traffic to hand over.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
+    # Processes hand their metrics to the node's agent this often (Ray's default: 10 s); the
+    # esb_* figures of /metrics and /ws/monitoring are at most this old.
+    env.setdefault("RAY_metrics_report_interval_ms", "2000")
     env.update(serve_env(settings))
     return env
 

@@ -19,6 +19,7 @@ PORTS = (
     "RAY_PORT",
     "RAY_DASHBOARD_PORT",
     "API_PORT",
+    "METRICS_PORT",
 )
 
 

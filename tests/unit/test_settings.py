@@ -21,6 +21,11 @@ def test_what_a_worker_gets_is_exactly_this_list() -> None:
         "esb_master_key",
         "esb_master_key_file",
         "log_level",
+        "log_format",
+        "metrics_enabled",
+        "tracing_enabled",
+        "otel_exporter_otlp_endpoint",
+        "jaeger_endpoint",
     )
 
 
