@@ -70,9 +70,11 @@ __all__ = [
     "SnapshotError",
     "SpecError",
     "StackError",
+    "SubjectNotFound",
     "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
+    "VersionNotFound",
 ]
 
 
@@ -84,11 +86,6 @@ class BadRequest(InvalidInput):
 class UnsupportedMediaType(EsbError):
     status = 415
     title = "Unsupported media type"
-
-
-class PayloadTooLarge(EsbError):
-    status = 413
-    title = "Payload too large"
 
 
 class NotFound(EsbError):

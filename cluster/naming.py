@@ -37,6 +37,7 @@ Redis (all under `esb:`):
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote as _url_quote
 
 RAY_NAMESPACE = "esb"
 REDIS_PREFIX = "esb"

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # Publishing limits: exceeding either is a 413 with a message.
     max_body_bytes: int = 32 * 1024 * 1024
     max_batch_events: int = 10_000
+    # One Kafka record (key + CloudEvent JSON, or one Arrow-batched record): the broker's
+    # message.max.bytes (1 MiB by default) must fit it, with room for headers.
+    max_event_bytes: int = 1_000_000
     # How long a client event_id is remembered for deduplication.
     idempotency_ttl_s: int = 7 * 24 * 3600
     publish_timeout_s: float = 30.0

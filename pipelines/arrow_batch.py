@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.envelope import partition_for, rfc3339_ms
-from pipelines.errors import InvalidInput
+from pipelines.errors import InvalidInput, PayloadTooLarge
 from pipelines.spec import POLARS_TYPES, FieldType
 
 FORMAT_HEADER: tuple[str, str | bytes | None] = ("esb-format", b"arrow-batch-v1")
@@ -71,8 +71,10 @@ def to_batches(
     partitions: int,
     now_ms: int,
     batch_id: str,
+    max_bytes: int = 1_000_000,
 ) -> list[tuple[int, bytes]]:
-    """(partition, Arrow IPC bytes) per partition the events fall into."""
+    """(partition, Arrow IPC bytes) per partition the events fall into; a partition's events
+    take several records, in order, where one would be over `max_bytes`."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InvalidInput(f"an Arrow batch needs the columns {missing}")
@@ -102,12 +104,25 @@ def to_batches(
     table = table.with_columns(
         partition_of(table.get_column("partition_key"), partitions).alias("__partition")
     )
-    out = []
+    out: list[tuple[int, bytes]] = []
     for (partition,), part in table.partition_by("__partition", as_dict=True).items():
-        sink = io.BytesIO()
-        part.drop("__partition").write_ipc_stream(sink, compression="lz4")
-        out.append((int(partition), sink.getvalue()))
-    return sorted(out)
+        out.extend((int(partition), value) for value in _ipc(part.drop("__partition"), max_bytes))
+    return sorted(out, key=lambda record: record[0])  # stable: a partition's records in order
+
+
+def _ipc(part: pl.DataFrame, max_bytes: int) -> list[bytes]:
+    """`part` as Arrow IPC streams of at most `max_bytes` each (halved until they fit)."""
+    sink = io.BytesIO()
+    part.write_ipc_stream(sink, compression="lz4")
+    if sink.tell() <= max_bytes:
+        return [sink.getvalue()]
+    if part.height == 1:
+        raise PayloadTooLarge(
+            f"an event of this Arrow batch is {sink.tell()} bytes as a record; "
+            f"the limit is {max_bytes} (MAX_EVENT_BYTES)"
+        )
+    half = part.height // 2
+    return _ipc(part.head(half), max_bytes) + _ipc(part.slice(half), max_bytes)
 
 
 def _event_time(frame: pl.DataFrame, now_ms: int) -> pl.Expr:

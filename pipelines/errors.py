@@ -37,6 +37,11 @@ class InvalidInput(EsbError):
     title = "Invalid input"
 
 
+class PayloadTooLarge(EsbError):
+    status = 413
+    title = "Payload too large"
+
+
 class SpecError(InvalidInput):
     """A pipeline spec could not be parsed or failed validation (HTTP 422)."""
 

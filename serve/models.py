@@ -281,7 +281,10 @@ class SubscriptionListed(SubscriptionView):
 
 class SubscriptionCreated(SubscriptionView):
     state: Literal["active"]
-    secret: str = Field(description="The webhook signing secret: shown this once.")
+    secret: str | None = Field(  # type: ignore[assignment]  # shown here, and only here
+        description="The webhook signing secret, shown this once; null for pull and forward "
+        "subscriptions (nothing to sign)."
+    )
 
 
 class SubscriptionList(BaseModel):

@@ -4,7 +4,7 @@ imported, so that `esb tokens create` starts in a fraction of a second instead o
 Serve and every service (`esb --help` loads them all, for the full list).
 
 >>> sorted(set(COMMANDS.values()))
-['keys', 'pipelines', 'stack', 'streams', 'tokens', 'webhooks']
+['events', 'keys', 'pipelines', 'stack', 'streams', 'tokens', 'webhooks']
 """
 
 from __future__ import annotations

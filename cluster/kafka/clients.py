@@ -56,6 +56,8 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
             "batch.size": 1_000_000,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
+            # The bus refuses larger events itself (413), so librdkafka never has to.
+            "message.max.bytes": max(1_048_576, settings.max_event_bytes + 65_536),
             "message.timeout.ms": int(settings.publish_timeout_s * 1000),
             **overrides,
         },

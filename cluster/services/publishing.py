@@ -64,6 +64,12 @@ class PublishReceipt(BaseModel):
         return self.event_id
 
 
+class EventReceipt(PublishReceipt):
+    """A single publish's receipt, with the id of the stream that took it (named or not)."""
+
+    stream_id: str
+
+
 class ArrowReceipt(BaseModel):
     """One Arrow-batched record per partition the events fell into."""
 
@@ -155,7 +161,7 @@ class EventPublishingService:
         tenant_id: str,
         user_id: str,
         **extra: Any,
-    ) -> PublishReceipt:
+    ) -> EventReceipt:
         """Publish one event; `extra` takes correlation_id, causation_id, event_id, event_time,
         partition_key."""
         event = EventIn(**event_config.model_dump(), payload=payload, **extra)
@@ -163,9 +169,11 @@ class EventPublishingService:
 
     async def publish_one(
         self, event: EventIn, stream_id: str, tenant_id: str, user_id: str
-    ) -> PublishReceipt:
+    ) -> EventReceipt:
         """Publish an event already validated; a refusal by the broker raises."""
         receipt = await self._singles.submit((stream_id, tenant_id, user_id), event)
+        if isinstance(receipt, EsbError):  # this event alone: the others went out
+            raise receipt
         if receipt.status == "failed":
             raise ServiceUnavailable(f"Kafka refused event {receipt.event_id}: {receipt.error}")
         return receipt
@@ -257,6 +265,7 @@ class EventPublishingService:
                 await self._release(stream.stream_id, [ids[i] for i in fresh if events[i].event_id])
                 raise
         try:
+            self._check_record_sizes(records, fresh)
             deliveries = await self._bus.producer.send_many(
                 stream.kafka_topic,
                 records,
@@ -339,6 +348,7 @@ class EventPublishingService:
         An `encrypted: true` stream gets no Arrow-batched records: each event is written as its
         own encrypted CloudEvents JSON record (same partition, same key), so there is one
         encryption format for every reader; `records` then lists one entry per event."""
+        started = time.perf_counter()
         check_identifier(tenant_id, "tenant_id")
         check_user_id(user_id)
         if isinstance(frame, pa.Table):
@@ -355,6 +365,7 @@ class EventPublishingService:
             partitions=stream.partitions,
             now_ms=int(time.time() * 1000),
             batch_id=uuid.uuid4().hex,
+            max_bytes=self._bus.settings.max_event_bytes,
         )
         cipher = self._bus.cipher(stream)
         if cipher is None:

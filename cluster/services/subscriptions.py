@@ -83,9 +83,9 @@ class SubscriptionService:
 
     async def create_subscription(
         self, config: SubscriptionConfig, tenant_id: str, created_by: str = "sdk"
-    ) -> tuple[SubscriptionRecord, str]:
+    ) -> tuple[SubscriptionRecord, str | None]:
         """Register and start a subscription; answers its record and its webhook secret (the
-        only time the secret is handed out)."""
+        only time the secret is handed out; None for pull and forward subscriptions)."""
         check_identifier(tenant_id, "tenant_id")
         settings = self._bus.settings
         stream = await self._bus.streams.resolve(config.stream_id, tenant_id)
@@ -108,7 +108,7 @@ class SubscriptionService:
         subscription_id = uuid.uuid4().hex[:16]
         store = self._store
         await store.claim_group(tenant_id, config.consumer_group_id, subscription_id)
-        secret = new_secret()
+        secret = new_secret() if config.webhook_url is not None else None  # only webhooks sign
         record = SubscriptionRecord(
             subscription_id=subscription_id,
             tenant_id=tenant_id,
@@ -122,7 +122,7 @@ class SubscriptionService:
             output_topic=output,
             output_partitions=output_partitions,
             encrypted=stream.encrypted,
-            secret=secret,
+            secret=secret or "",
             created_by=created_by,
             created_at=datetime.now(tz=UTC).isoformat(),
         )

@@ -63,7 +63,7 @@ async def publish_event(request: Request, svc: Svc, caller: Caller) -> JSONRespo
     await svc.quotas.charge_publish(tenant, 1, request.state.body_bytes)
     # PublishRequest is an EventIn: published as validated, not rebuilt and validated again.
     receipt = await svc.publishing.publish_one(body, body.stream_id, body.tenant_id, body.user_id)
-    answer = PublishResponse(stream_id=body.stream_id, **receipt.model_dump(exclude={"index"}))
+    answer = PublishResponse(**receipt.model_dump(exclude={"index"}))
     status = 200 if receipt.status == "duplicate" else 201
     return JSONResponse(answer.model_dump(), status_code=status)
 

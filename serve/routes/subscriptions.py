@@ -180,10 +180,14 @@ async def subscription_dead_letters(
     svc: Svc,
     caller: Caller,
     tenant_id: TenantQuery = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="dead-letter topic offset")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Dead-letter topic offset to start at.")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Dead letters per page.")] = 100,
 ) -> dict[str, Any]:
-    """Dead letters oldest first: the event, the error, attempts and timestamps."""
+    """Dead letters oldest first: the event, the error, attempts and timestamps. Offsets are
+    the dead-letter topic's; it is written in Kafka transactions, whose commit markers take an
+    offset each, so offsets skip numbers: page with `next_offset`, not offset + 1."""
     record = await _subscription(svc, caller, Action.SUBSCRIPTION_READ, subscription_id, tenant_id)
     return await svc.subscriptions.dead_letters(
         record.subscription_id, record.tenant_id, offset=offset, limit=limit

@@ -67,9 +67,11 @@ def test_event_published_over_http_is_a_cloudevent_on_the_topic(
         "corr-1",
     )
 
-    # Same key, same partition: the key decides placement.
-    again = http.post("/api/v1/events", json={**body, "payload": {}}).json()
+    # Same key, same partition: the key decides placement. By name, the answer names the id.
+    by_name = {**body, "stream_id": f"users-{unique}", "payload": {}}
+    again = http.post("/api/v1/events", json=by_name).json()
     assert again["partition"] == receipt["partition"]
+    assert again["stream_id"] == receipt["stream_id"] == created["stream_id"]
 
 
 def _arrow_body(events: list[dict[str, Any]]) -> bytes:

@@ -35,6 +35,7 @@ def test_cancel_is_prompt_and_frees_the_group(
     stream = create_stream(http, TENANT, f"cancel-{target}-{unique}")
     config = {"webhook_url": receiver.url} if target == "webhook" else {}
     sub = subscribe(http, stream, **config)
+    assert (sub["secret"] or "").startswith("whsec_") == (target == "webhook")  # pull: none
     publish(http, stream["stream_id"], events(3, f"c{unique}"))
     if target == "webhook":
         wait_for(lambda: status(http, sub)["counts"]["delivered"] == 3, "deliveries")
