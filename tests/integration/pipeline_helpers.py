@@ -4,10 +4,8 @@ a brute-force oracle over what is on the topic, and the HTTP calls the tests mak
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -107,16 +105,6 @@ def oracle(settings: Settings, topic: str) -> dict[tuple[str, int], tuple[int, i
         totals[window][0] += 1
         totals[window][1] += event["data"]["amount"]
     return {w: (c, s) for w, (c, s) in totals.items()}
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 240) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def results_of(http: httpx.Client, pipeline_id: str) -> dict[tuple[str, int], tuple[int, int]]:

@@ -83,16 +83,6 @@ class Receiver:
         self.server.server_close()
 
 
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 120) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def events(n: int, prefix: str, types: list[str] | None = None, keys: int = 6) -> list[dict]:
     return [
         {

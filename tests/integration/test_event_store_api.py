@@ -4,7 +4,6 @@ checked against what a stock Kafka consumer reads from the topic."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -14,16 +13,7 @@ import pyarrow as pa
 
 from cluster.settings import Settings
 from tests.integration.conftest import create_stream, ipc_stream, read_topic
-
-
-def wait_for(condition: Any, what: str, deadline_s: float = 120) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.integration.waiting import wait_for
 
 
 def _event(kind: str, agg: str, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ queries answer exactly like missing ones (404 or nothing), and never carry the o
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -13,19 +12,10 @@ import pytest
 from cluster.settings import Settings
 from tests.conftest import Mint
 from tests.integration.conftest import create_stream
+from tests.integration.waiting import wait_for
 
 RUN = uuid.uuid4().hex[:6]
 OWNER, INTRUDER = f"esown{RUN}", f"esint{RUN}"
-
-
-def wait_for(condition: Any, what: str, deadline_s: float = 120) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
