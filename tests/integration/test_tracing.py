@@ -112,6 +112,6 @@ def test_one_trace_from_the_publish_to_the_webhook_delivery(
     assert {s for s, _ in delivered} == {"esb-dispatcher"}  # another process: the actor
     assert all(span.parent_span_id == published.span_id for _, span in delivered)
     # The CloudEvents distributed-tracing extension: the attribute is in each event itself.
-    traceparent = f"00-{published.trace_id.hex()}-{published.span_id.hex()}-01"
-    assert {orjson.loads(hit.body)["traceparent"] for hit in receiver.hits} == {traceparent}
+    ids = {tuple(orjson.loads(h.body)["traceparent"].split("-")[1:3]) for h in receiver.hits}
+    assert ids == {(published.trace_id.hex(), published.span_id.hex())}  # flags may vary
     cancel(http, sub)
