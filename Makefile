@@ -86,7 +86,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP) ## the full benchmark suite on a private stack; results in benchmarks/results/
 	$(PY) -m benchmarks
 
-bench-quick: $(BENCH_STAMP) ## the same scenarios, smaller (under five minutes)
+bench-quick: $(BENCH_STAMP) ## the same scenarios, smaller (about ten minutes)
 	$(PY) -m benchmarks --quick
 
 clean:

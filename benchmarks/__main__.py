@@ -29,6 +29,7 @@ from benchmarks.progress import Progress
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios import (
     arrow_ingest,
+    correlation,
     end_to_end,
     event_store,
     http_publish,
@@ -53,12 +54,13 @@ SCENARIOS = (
     "two-nodes",
     "event-store",
     "schema-publish",
+    "correlation",
 )
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 5 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, about ten minutes")
     parser.add_argument(
         "--only",
         default=",".join(SCENARIOS),
@@ -105,6 +107,8 @@ def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], d
         results.append(event_store.run(ctx))
     if "schema-publish" in only:
         results.append(schema_publish.run(ctx))
+    if "correlation" in only:
+        results.append(correlation.run(ctx))
     missed = any(t.status == "missed" for r in results for t in r.targets)
     if missed and loaded is not None:
         try:
@@ -131,7 +135,8 @@ def main(argv: list[str]) -> int:
     started_at = datetime.now(tz=UTC)
     began = time.monotonic()
     progress(f"benchmark run '{config.name}': {', '.join(s for s in SCENARIOS if s in only)}")
-    quix = quix_python(Settings().esb_cache_dir, progress) if "window-throughput" in only else None
+    peers = {"window-throughput", "correlation"}
+    quix = quix_python(Settings().esb_cache_dir, progress) if only & peers else None
     work_dir = Path(tempfile.mkdtemp(prefix="esb-bench-work-"))
     try:
         with (

@@ -130,5 +130,14 @@ def draw(results: list[ScenarioResult], out_dir: Path, stamp: str) -> list[Path]
         made.append(
             _bars(subset, out_dir / f"{stamp}-http-publish.png", "Publishing throughput", {})
         )
+    if "correlation" in by_key:
+        made.append(
+            _bars(
+                by_key["correlation"],
+                out_dir / f"{stamp}-correlation.png",
+                "Interval join and CEP pattern vs Quix Streams",
+                {},
+            )
+        )
     made.append(_latency(results, out_dir / f"{stamp}-latency.png"))
     return [p for p in made if p is not None]

@@ -28,6 +28,7 @@ class Config:
     two_nodes: bool = True  # the two-node part of scaling (quick runs leave it out for time)
     pipeline_owners: int = 2  # scenario 1 (the API's default)
     event_store_events: int = 100_000  # event-store: events indexed, then looked up
+    correlation_events: int = 100_000  # correlation: events per workload (join, pattern)
 
 
 FULL = Config(
@@ -40,6 +41,7 @@ FULL = Config(
     e2e_rate=5_000.0,
     e2e_seconds=30.0,
     event_store_events=1_000_000,
+    correlation_events=500_000,
 )
 QUICK = Config(
     name="quick",
