@@ -48,8 +48,8 @@ async def unknown_route(websocket: WebSocket, path: str) -> None:
     await refuse(
         websocket,
         NotFound(
-            f"no WebSocket at /{path}: use /ws/events/{{stream}}, /ws/pipelines/{{id}} "
-            "or /ws/subscriptions/{id}"
+            f"no WebSocket at /{path}: use /ws/events/{{stream}}, /ws/pipelines/{{id}}, "
+            "/ws/subscriptions/{id} or /ws/monitoring"
         ),
     )
 
