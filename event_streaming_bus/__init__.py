@@ -67,6 +67,7 @@ from cluster.services.schemas import SchemaRegistryService
 from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
 from pipelines.envelope import EventConfig, EventIn
+from pipelines.event_frames import concat_frames
 from pipelines.spec import PipelineSpec
 
 
@@ -150,5 +151,6 @@ __all__ = [
     "Unauthorized",
     "UnsupportedMediaType",
     "WrongExpectedVersion",
+    "concat_frames",
     "verify_webhook",
 ]

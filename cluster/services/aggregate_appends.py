@@ -53,12 +53,12 @@ from cluster.services.streaming import check_identifier, check_user_id
 from cluster.stores import aggregates
 from cluster.stores.aggregates import AggregateStore
 from cluster.stores.event_index import (
-    VERSION_ATTRIBUTE,
     IndexedEvent,
     event_time_ms,
     queue_writes,
 )
 from pipelines.envelope import CONTENT_TYPE_HEADER, EventIn, encode, partition_for, to_cloudevent
+from pipelines.event_frames import VERSION_ATTRIBUTE
 
 LEASE_MARGIN_S = 15.0
 

@@ -8,6 +8,10 @@ skipped, whatever is published meanwhile (an event published later with an event
 the cursor is not in later pages: it sorts before them). The first page waits (up to
 INDEX_WAIT_S) until the indexer has caught up with the streams' end offsets as they were when
 the query came in, so events acknowledged before a query are in it.
+
+Two replays into Polars: replay_frame answers a query's events (from the indexes) as one
+frame in event-time order; replay_frames reads a stream's topic itself (cluster.services.replay)
+from a subscription's start position, as frames, for history and, with `follow`, live events.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import base64
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -26,14 +30,16 @@ from cluster import naming
 from cluster.errors import BadRequest, NotFound, ServiceUnavailable
 from cluster.models.event_store import EventQuery, QueryPage, StoredEvent
 from cluster.models.streams import StreamRecord
+from cluster.models.subscriptions import StartPosition
 from cluster.services.bus import Bus, shared_bus
+from cluster.services.replay import ReplayStart, checked_batch_size, replay
 from cluster.settings import Settings
 from cluster.stores.event_index import (
-    VERSION_ATTRIBUTE,
     IndexedEvent,
     aggregate_value,
     event_id_of,
 )
+from pipelines.event_frames import VERSION_ATTRIBUTE, frame_of
 
 INDEX_WAIT_S = 10.0
 FETCH = 500  # zset members read per round trip while filling a page
@@ -285,20 +291,28 @@ class EventStoreService:
             q = q.model_copy(update={"cursor": page.next_cursor})
         return frame_of(rows)
 
-
-FRAME_SCHEMA: dict[str, Any] = {
-    "event_id": pl.String,
-    "type": pl.String,
-    "time": pl.Datetime("ms", "UTC"),
-    "aggregate_type": pl.String,
-    "aggregate_id": pl.String,
-    "version": pl.Int64,
-    "correlation_id": pl.String,
-    "user_id": pl.String,
-    "stream_id": pl.String,
-    "partition": pl.Int64,
-    "offset": pl.Int64,
-}
+    def replay_frames(
+        self,
+        tenant_id: str,
+        stream_id: str,
+        start_position: StartPosition = "earliest",
+        start_offset: int | None = None,
+        start_time_ms: int | None = None,
+        *,
+        follow: bool = False,
+        batch_size: int = 5000,
+        event_types: Sequence[str] | None = None,
+    ) -> AsyncGenerator[pl.DataFrame, None]:
+        """The stream's topic read from a subscription's start position, as DataFrames of at
+        most `batch_size` records each (replay_frame's columns; rows in partition and offset
+        order within a frame; `event_types` globs filter). Without `follow`, ends at the end
+        offsets the topic had when iteration began; with it, goes on with live events until
+        the caller stops iterating. Reads Kafka directly: no index is involved."""
+        start = ReplayStart(start_position, start_offset, start_time_ms)
+        checked_batch_size(batch_size)
+        return replay(
+            self._bus, tenant_id, stream_id, start, follow, batch_size, event_types or None
+        )
 
 
 def _row(e: StoredEvent) -> dict[str, Any]:
@@ -317,22 +331,3 @@ def _row(e: StoredEvent) -> dict[str, Any]:
         "offset": e.offset,
         "data": ev.get("data") if isinstance(ev.get("data"), dict) else {},
     }
-
-
-def frame_of(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Rows of _row as a DataFrame; payloads of any shape become one `data` struct column."""
-    if not rows:
-        return pl.DataFrame(schema={**FRAME_SCHEMA, "data": pl.Struct([])})
-    schema: dict[str, Any] = {k: v for k, v in FRAME_SCHEMA.items() if k != "time"}
-    envelope = pl.DataFrame(
-        [{k: v for k, v in r.items() if k not in ("data", "time")} for r in rows], schema=schema
-    )
-    times = pl.Series("time", [r["time"] for r in rows]).str.to_datetime(
-        time_unit="ms", time_zone="UTC"
-    )
-    payloads = [r["data"] for r in rows]
-    if any(payloads):  # every payload's fields, however they differ between event types
-        data = pl.from_dicts(payloads, infer_schema_length=None).to_struct("data")
-    else:
-        data = pl.Series("data", [None] * len(rows), dtype=pl.Struct({"_": pl.Null}))
-    return envelope.insert_column(2, times).with_columns(data)

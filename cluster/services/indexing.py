@@ -33,7 +33,6 @@ from cluster.models.streams import StreamRecord
 from cluster.settings import Settings
 from cluster.stores import aggregates
 from cluster.stores.event_index import (
-    VERSION_ATTRIBUTE,
     IndexedEvent,
     decode_registry,
     event_time_ms,
@@ -43,6 +42,7 @@ from cluster.stores.event_index import (
 )
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
+from pipelines.event_frames import VERSION_ATTRIBUTE
 
 log = logging.getLogger("esb.indexer")
 

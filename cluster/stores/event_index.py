@@ -41,7 +41,6 @@ from cluster import naming
 from cluster.models.streams import StreamRecord
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-VERSION_ATTRIBUTE = "esbversion"  # an aggregate event's version (a CloudEvents extension)
 
 
 @dataclass(frozen=True)
