@@ -20,8 +20,8 @@ from tests.integration.pipeline_helpers import (
     owned_without_job,
     publish,
     spec_for,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from tests.integration.pipeline_helpers import (
     make_events,
     publish,
     submit,
-    wait_for,
 )
 from tests.integration.test_metrics import scrape, total
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

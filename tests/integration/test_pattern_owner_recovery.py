@@ -25,7 +25,8 @@ from tests.integration.correlation_helpers import (
     submit,
     traffic,
 )
-from tests.integration.pipeline_helpers import TENANT, caught_up, publish, wait_for
+from tests.integration.pipeline_helpers import TENANT, caught_up, publish
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -41,8 +41,8 @@ from tests.integration.pipeline_helpers import (
     publish,
     results_of,
     spec_for,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

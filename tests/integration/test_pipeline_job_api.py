@@ -24,8 +24,8 @@ from tests.integration.pipeline_helpers import (
     oracle,
     publish,
     spec_for,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from tests.integration.pipeline_helpers import (
     results_of,
     spec_for,
     submit,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

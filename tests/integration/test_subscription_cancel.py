@@ -17,8 +17,8 @@ from tests.integration.subscription_helpers import (
     publish,
     status,
     subscribe,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -28,8 +28,8 @@ from tests.integration.subscription_helpers import (
     events,
     publish,
     subscribe,
-    wait_for,
 )
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
