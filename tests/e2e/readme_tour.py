@@ -4,7 +4,8 @@ each printed answer against the example output the README shows under its comman
 Blocks: ```bash runs as is; ```python runs in the venv (`.venv/bin/python - <<'PY'`); ```yaml
 whose first line is `# <file>.yaml` is written to that file. An HTML comment just before a block
 steers the runner (a reader never sees it): `<!-- tour: skip -->` (not run: it starts or stops
-the stack), `<!-- tour: wait -->` (run again until its outputs match: eventually consistent).
+the stack), `<!-- tour: wait -->` (run again until its outputs match: eventually consistent; such a
+block must be safe to repeat).
 
 Example outputs are the `# ...` comment lines right after a command. JSON ones are shapes: every
 key shown must be there with the value shown, `…` stands for any value (`"…"`, `: …`) or for
