@@ -10,7 +10,6 @@ event store's rebuild restarts it (IndexerLauncher is the `Indexers` it is given
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from typing import Any
 
@@ -24,9 +23,6 @@ from cluster.settings import Settings, get_settings, worker_env
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class IndexerActor:
     def __init__(self) -> None:
-        # Background work: on a busy node the API and the partition owners get the CPU first
-        # (the last full benchmark ran the front door with the indexer at normal priority).
-        os.nice(10)
         self._stop = threading.Event()
         self._indexer = EventIndexer(get_settings())
         self._thread = threading.Thread(
