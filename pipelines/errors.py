@@ -17,7 +17,8 @@ from typing import Any
 
 class EsbError(Exception):
     """The root: `status` and `title` for HTTP, `detail` says what is wrong and how to fix it,
-    `errors` lists per-field problems, `headers` what the answer must carry (e.g. Retry-After)."""
+    `errors` lists per-field problems, `headers` what the answer must carry (e.g. Retry-After),
+    `extensions` more members of the problem document (RFC 9457, e.g. `current_version`)."""
 
     status = 500
     title = "Internal error"
@@ -29,6 +30,10 @@ class EsbError(Exception):
 
     @property
     def headers(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def extensions(self) -> dict[str, Any]:
         return {}
 
 

@@ -63,7 +63,7 @@ async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status >= 500:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
     extra = {"errors": exc.errors} if exc.errors else {}
-    extra |= getattr(exc, "extensions", {})  # RFC 9457 extension members (current_version)
+    extra |= exc.extensions  # RFC 9457 extension members (e.g. current_version)
     # WWW-Authenticate on a 401, Retry-After on a 429 (cluster.errors).
     return problem(exc.status, exc.title, exc.detail, headers=exc.headers or None, **extra)
 
