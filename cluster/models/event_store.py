@@ -65,7 +65,12 @@ class EventQuery(BaseModel):
 def _ms(value: datetime | int | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
-    return (value - EPOCH) // timedelta(milliseconds=1)
+    return epoch_ms(value)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds (float timestamps turn 2.001 s into 2000 ms)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 class QueryPage(BaseModel):

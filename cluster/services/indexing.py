@@ -34,11 +34,9 @@ from cluster.settings import Settings
 from cluster.stores import aggregates
 from cluster.stores.event_index import (
     IndexedEvent,
-    decode_registry,
     event_time_ms,
     queue_progress,
     queue_writes,
-    stream_topics,
 )
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import decode
@@ -94,20 +92,16 @@ class EventIndexer:
         members: Any = self.redis.smembers(naming.ALL_STREAMS)
         ids = sorted(m.decode() for m in members)
         raws: Any = self.redis.mget([naming.stream_key(i) for i in ids]) if ids else []
-        self._topics = stream_topics(decode_registry(raws))
-
-    def _stream(self, topic: str, refreshed: list[bool]) -> StreamRecord | None:
-        if topic not in self._topics and not refreshed[0]:
-            self._refresh_streams()  # a stream created since: at most once per batch
-            refreshed[0] = True
-        return self._topics.get(topic)
+        records = [StreamRecord.model_validate_json(raw) for raw in raws if raw]
+        self._topics = {r.kafka_topic: r for r in records}
 
     def run_once(self, timeout_s: float = 0.5) -> int:
         """One batch: index, then commit. Answers the number of events indexed."""
         batch = self.consumer.consume(num_messages=self.batch_size, timeout=timeout_s)
         if not batch:
             return 0
-        refreshed = [False]
+        if any(m.error() is None and (m.topic() or "") not in self._topics for m in batch):
+            self._refresh_streams()  # a stream created since: at most once per batch
         events: list[IndexedEvent] = []
         progress: dict[str, dict[int, int]] = defaultdict(dict)
         commits: dict[tuple[str, int], int] = {}
@@ -116,7 +110,7 @@ class EventIndexer:
                 continue
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             commits[(topic, partition)] = offset + 1
-            stream = self._stream(topic, refreshed)
+            stream = self._topics.get(topic)
             if stream is None:
                 continue
             events.extend(record_events(msg, stream))

@@ -29,18 +29,18 @@ rebuild (`esb events rebuild-index`).
 
 from __future__ import annotations
 
+import functools
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from cluster import naming
-from cluster.models.streams import StreamRecord
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from cluster.models.event_store import epoch_ms
 
 
 @dataclass(frozen=True)
@@ -98,42 +98,59 @@ def event_time_ms(event: dict[str, Any], fallback_ms: int) -> int:
         return fallback_ms
 
 
-def epoch_ms(moment: datetime) -> int:
-    """Exact integer milliseconds (float timestamps turn 2.001 s into 2000 ms)."""
-    return (moment - EPOCH) // timedelta(milliseconds=1)
-
-
 def index_keys(stream_id: str, event: dict[str, Any]) -> list[str]:
     """Every query index zset an event belongs to."""
-    keys = [naming.event_index_key(stream_id, "time")]
+    keys = [_zset_key(stream_id, "time")]
     if isinstance(kind := event.get("type"), str):
-        keys.append(naming.event_index_key(stream_id, "type", kind))
+        keys.append(_zset_key(stream_id, "type", kind))
     agg_type, agg_id = event.get("aggregatetype"), event.get("aggregateid")
     if isinstance(agg_type, str) and isinstance(agg_id, str):
-        keys.append(naming.event_index_key(stream_id, "agg", aggregate_value(agg_type, agg_id)))
+        keys.append(_aggregate_zset_key(stream_id, agg_type, agg_id))
     if isinstance(corr := event.get("correlationid"), str):
-        keys.append(naming.event_index_key(stream_id, "corr", corr))
+        keys.append(_zset_key(stream_id, "corr", corr))
     if isinstance(user := event.get("userid"), str):
-        keys.append(naming.event_index_key(stream_id, "user", user))
+        keys.append(_zset_key(stream_id, "user", user))
     return keys
 
 
+# Memoised: the events of an indexer batch name the same few zsets over and over, and building
+# a key (joining, percent-encoding) is a large share of an event's index work.
+@functools.lru_cache(maxsize=1 << 14)
+def _zset_key(stream_id: str, kind: str, value: str = "") -> str:
+    return naming.event_index_key(stream_id, kind, value)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _aggregate_zset_key(stream_id: str, aggregate_type: str, aggregate_id: str) -> str:
+    return naming.event_index_key(stream_id, "agg", aggregate_value(aggregate_type, aggregate_id))
+
+
 def queue_writes(pipe: Any, events: Iterable[IndexedEvent]) -> None:
-    """Queue the index writes of `events` on a Redis pipeline (sync or asyncio alike)."""
+    """Queue the index writes of `events` on a Redis pipeline (sync or asyncio alike): one HSET
+    per event, then one ZADD per index zset for the whole batch (every event's hash is queued
+    before its zset entries, so a query never finds a member whose hash is not written)."""
+    members: dict[str, dict[str, int]] = defaultdict(dict)
     for item in events:
         pipe.hset(naming.event_key(item.tenant_id, item.event_id), item.stream_id, item.stored())
+        member = item.member
         for key in index_keys(item.stream_id, item.event):
-            pipe.zadd(key, {item.member: item.time_ms})
+            members[key][member] = item.time_ms
+    for key, scores in members.items():
+        pipe.zadd(key, scores)
+
+
+async def read_stored(
+    redis: Any, tenant_id: str, stream_id: str, event_ids: Sequence[str]
+) -> list[bytes | None]:
+    """The by-id entries (IndexedEvent.stored bytes) of `event_ids` in `stream_id`, in one
+    round trip; None where an id has no entry in that stream."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id in event_ids:
+            pipe.hget(naming.event_key(tenant_id, event_id), stream_id)
+        found: list[bytes | None] = await pipe.execute()
+    return found
 
 
 def queue_progress(pipe: Any, stream_id: str, next_offsets: dict[int, int]) -> None:
     if next_offsets:
         pipe.hset(naming.event_index_key(stream_id, "progress"), mapping=next_offsets)
-
-
-def stream_topics(records: Sequence[StreamRecord]) -> dict[str, StreamRecord]:
-    return {r.kafka_topic: r for r in records}
-
-
-def decode_registry(raws: Sequence[bytes | None]) -> list[StreamRecord]:
-    return [StreamRecord.model_validate_json(raw) for raw in raws if raw]

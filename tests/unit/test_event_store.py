@@ -24,7 +24,14 @@ from cluster.services.event_store import (
     frame_of,
 )
 from cluster.services.indexing import record_events
-from cluster.stores.event_index import event_time_ms, position_member
+from cluster.stores.event_index import (
+    IndexedEvent,
+    event_id_of,
+    event_time_ms,
+    index_keys,
+    position_member,
+    queue_writes,
+)
 from pipelines.arrow_batch import FORMAT_HEADER, to_batches
 
 
@@ -175,3 +182,102 @@ def test_records_become_entries_json_arrow_and_foreign() -> None:
     assert [(e.event_id, e.index, e.time_ms) for e in entries] == [("b-0", 0, 10), ("b-1", 1, 20)]
     assert record_events(FakeMessage(b"\x00junk"), STREAM) == []  # type: ignore[arg-type]
     assert record_events(FakeMessage(b'{"no": "id"}'), STREAM) == []  # type: ignore[arg-type]
+
+
+class RecordingPipe:
+    """The hash and zset state a pipeline's queued writes leave behind."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, bytes]] = {}
+        self.zsets: dict[str, dict[str, int]] = {}
+        self.order: list[tuple[str, str]] = []  # (command, key or member) in queue order
+
+    def hset(self, key: str, field: str, value: bytes) -> None:
+        self.hashes.setdefault(key, {})[field] = value
+        self.order.append(("hset", key))
+
+    def zadd(self, key: str, mapping: dict[str, int]) -> None:
+        self.zsets.setdefault(key, {}).update(mapping)
+        self.order.extend(("zadd", m) for m in mapping)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 30), st.sampled_from("abc"), st.booleans()),
+        max_size=40,
+    )
+)
+def test_batched_index_writes_leave_what_per_event_writes_leave(
+    draws: list[tuple[int, int, str, bool]],
+) -> None:
+    items = [
+        IndexedEvent(
+            "acme",
+            "sid",
+            partition,
+            offset,
+            0,
+            1000 + offset,
+            {"id": f"e{partition}-{offset}", "type": kind}
+            | ({"aggregatetype": "T", "aggregateid": kind} if agg else {}),
+        )
+        for partition, offset, kind, agg in draws
+    ]
+    batched, oracle = RecordingPipe(), RecordingPipe()
+    queue_writes(batched, items)
+    for item in items:  # the brute-force oracle: one event at a time
+        oracle.hset(naming.event_key(item.tenant_id, item.event_id), item.stream_id, item.stored())
+        for key in index_keys(item.stream_id, item.event):
+            oracle.zadd(key, {item.member: item.time_ms})
+    assert (batched.hashes, batched.zsets) == (oracle.hashes, oracle.zsets)
+    hashed: set[str] = set()  # every member's hash is queued before the member itself
+    for command, name in batched.order:
+        if command == "hset":
+            hashed.add(name)
+        else:
+            assert naming.event_key("acme", event_id_of(name)) in hashed
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.generation = 0
+
+    async def incr(self, key: str) -> int:
+        self.generation += 1
+        return self.generation
+
+    async def scan_iter(self, match: str, count: int) -> Any:
+        for key in ():
+            yield key
+
+    async def unlink(self, *keys: bytes) -> None:
+        pass
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.redis = FakeRedis()
+
+
+class FakeIndexers:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class IndexerThatCatchesUp(EventStoreService):
+    caught_up = True
+
+    async def wait_indexed(self, streams: Any, deadline_s: float = 10.0) -> bool:
+        return self.caught_up
+
+
+async def test_a_rebuild_that_does_not_catch_up_in_time_says_so() -> None:
+    service = IndexerThatCatchesUp(bus=FakeBus(), indexers=FakeIndexers())  # type: ignore[arg-type]
+    assert await service.rebuild_indexes([STREAM]) == 1
+    service.caught_up = False
+    with pytest.raises(ServiceUnavailable, match=r"generation 2.*Do not rebuild again"):
+        await service.rebuild_indexes([STREAM])
+    assert await service.rebuild_indexes([STREAM], wait=False) == 3
