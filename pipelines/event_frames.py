@@ -245,7 +245,7 @@ def frame_of(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Rows (one dict per event: FRAME_SCHEMA's columns, `time` as RFC 3339 text, `data` the
     payload) as a DataFrame; payloads of any shape become one `data` struct column."""
     if not rows:
-        return pl.DataFrame(schema={**FRAME_SCHEMA, "data": pl.Struct([])})
+        return empty_frame()
     schema: dict[str, Any] = {k: v for k, v in FRAME_SCHEMA.items() if k != "time"}
     envelope = pl.DataFrame(
         [{k: v for k, v in r.items() if k not in ("data", "time")} for r in rows], schema=schema

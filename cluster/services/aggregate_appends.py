@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from cluster import naming
 from cluster.errors import (
     Conflict,
     PayloadTooLarge,
@@ -56,6 +55,7 @@ from cluster.stores.event_index import (
     IndexedEvent,
     event_time_ms,
     queue_writes,
+    read_stored,
 )
 from pipelines.envelope import CONTENT_TYPE_HEADER, EventIn, encode, partition_for, to_cloudevent
 from pipelines.event_frames import VERSION_ATTRIBUTE
@@ -64,7 +64,8 @@ LEASE_MARGIN_S = 15.0
 
 
 class Appender:
-    """The append protocol on one Bus; reads go through `store` (recovery waits on it)."""
+    """The append protocol on one Bus; reads go through `store` (recovery waits on it).
+    AggregateService is this class with the reads and folds added."""
 
     def __init__(self, bus: Bus, store: EventStoreService) -> None:
         self._bus, self._store = bus, store
@@ -208,13 +209,10 @@ class Appender:
         ids: list[str],
         versions: list[int],
     ) -> AppendResult:
-        head, _, _ = await self._aggregates().head(
+        head, _ = await self._aggregates().head(
             aggregates.keys(stream.tenant_id, aggregate_type, aggregate_id)
         )
-        async with self._bus.redis.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hget(naming.event_key(stream.tenant_id, i), stream.stream_id)
-            raws = await pipe.execute()
+        raws = await read_stored(self._bus.redis, stream.tenant_id, stream.stream_id, ids)
         where = [orjson.loads(r) if r else {} for r in raws]
         return AppendResult(
             aggregate_type=aggregate_type,

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from cluster import naming
 from cluster.errors import (
     InvalidInput,
     NotFound,
@@ -19,8 +18,6 @@ from cluster.errors import (
 from cluster.models.event_store import (
     AggregateHistory,
     AggregateState,
-    AppendRequest,
-    AppendResult,
     StoredEvent,
     merge_patch,
 )
@@ -29,10 +26,7 @@ from cluster.services.bus import Bus, shared_bus
 from cluster.services.event_store import EventStoreService
 from cluster.settings import Settings
 from cluster.stores import aggregates
-from cluster.stores.aggregates import AggregateStore
-from cluster.stores.event_index import (
-    IndexedEvent,
-)
+from cluster.stores.event_index import IndexedEvent, read_stored
 
 S = TypeVar("S")
 
@@ -44,7 +38,10 @@ class AggregateSnapshot(BaseModel):
     state: Any
 
 
-class AggregateService:
+class AggregateService(Appender):
+    """Reads and folds here; `append` (and the bus, store and AggregateStore it works on) comes
+    from Appender."""
+
     def __init__(
         self,
         settings: Settings | None = None,
@@ -52,25 +49,8 @@ class AggregateService:
         bus: Bus | None = None,
         store: EventStoreService | None = None,
     ) -> None:
-        self._bus = bus or shared_bus(settings)
-        self._store = store or EventStoreService(bus=self._bus)
-        self._appender = Appender(self._bus, self._store)
-
-    def _aggregates(self) -> AggregateStore:
-        return AggregateStore(self._bus.redis)
-
-    async def append(
-        self,
-        aggregate_type: str,
-        aggregate_id: str,
-        request: AppendRequest,
-        tenant_id: str,
-        user_id: str,
-    ) -> AppendResult:
-        """Append request.events as the next versions, or none (WrongExpectedVersion)."""
-        return await self._appender.append(
-            aggregate_type, aggregate_id, request, tenant_id, user_id
-        )
+        bus = bus or shared_bus(settings)
+        super().__init__(bus, store or EventStoreService(bus=bus))
 
     async def history(
         self,
@@ -84,19 +64,16 @@ class AggregateService:
         if from_version < 1 or not 1 <= limit <= self._bus.settings.max_read_limit:
             raise_invalid(self._bus.settings.max_read_limit)
         agg = aggregates.keys(tenant_id, aggregate_type, aggregate_id)
-        version, stream_id, _ = await self._aggregates().head(agg)
+        version, stream_id = await self._aggregates().head(agg)
         if stream_id is None:
             raise NotFound(f"aggregate {aggregate_type} {aggregate_id!r} not found")
         stream = await self._bus.streams.get(stream_id, tenant_id)
         versions = list(range(from_version, min(version, from_version + limit - 1) + 1))
         ids = await self._aggregates().event_ids(agg, versions)
-        async with self._bus.redis.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.hget(naming.event_key(tenant_id, i or ""), stream_id)
-            raws = await pipe.execute()
-        if any(r is None for r in raws):
+        raws = await read_stored(self._bus.redis, tenant_id, stream_id, [i or "" for i in ids])
+        items = [IndexedEvent.from_stored(tenant_id, stream_id, r) for r in raws if r is not None]
+        if len(items) < len(raws):
             raise ServiceUnavailable("the aggregate index is incomplete; rebuild the indexes")
-        items = [IndexedEvent.from_stored(tenant_id, stream_id, r) for r in raws]
         events = await self._store.opened(stream, items)
         return AggregateHistory(
             aggregate_type=aggregate_type, aggregate_id=aggregate_id, version=version, events=events

@@ -38,6 +38,7 @@ from cluster.stores.event_index import (
     IndexedEvent,
     aggregate_value,
     event_id_of,
+    read_stored,
 )
 from pipelines.event_frames import VERSION_ATTRIBUTE, frame_of
 
@@ -210,11 +211,8 @@ class EventStoreService:
             if after is not None:
                 members = [(m, t) for m, t in members if (t, stream.stream_id, m) > after]
             if members:
-                async with redis.pipeline(transaction=False) as pipe:
-                    for m, _ in members:
-                        pipe.hget(naming.event_key(tenant_id, event_id_of(m)), stream.stream_id)
-                    raws = await pipe.execute()
-                for raw in raws:
+                ids = [event_id_of(m) for m, _ in members]
+                for raw in await read_stored(redis, tenant_id, stream.stream_id, ids):
                     if raw is None:
                         continue
                     item = IndexedEvent.from_stored(tenant_id, stream.stream_id, raw)

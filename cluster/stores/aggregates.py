@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
 from cluster import naming
@@ -145,13 +144,10 @@ class AggregateStore:
     async def confirm(self, agg: list[str], token: str, landed: int) -> int:
         return int(await self._confirm(keys=agg, args=[token, landed]))
 
-    async def head(self, agg: list[str]) -> tuple[int, str | None, dict[str, Any] | None]:
-        version, stream, pending = await self._redis.hmget(agg[0], ["version", "stream", "pending"])
-        return (
-            int(version or 0),
-            _text(stream) if stream else None,
-            orjson.loads(pending) if pending else None,
-        )
+    async def head(self, agg: list[str]) -> tuple[int, str | None]:
+        """(confirmed version, the stream the aggregate lives in: None before its first)."""
+        version, stream = await self._redis.hmget(agg[0], ["version", "stream"])
+        return int(version or 0), _text(stream) if stream else None
 
     async def event_ids(self, agg: list[str], versions: list[int]) -> list[str | None]:
         found = await self._redis.hmget(agg[1], [str(v) for v in versions]) if versions else []

@@ -22,7 +22,7 @@ from cluster.models.event_store import (
 )
 from cluster.security import Action, Principal, authorize
 from cluster.security.principal import ANY
-from serve.auth import Caller, TenantQuery, scope
+from serve.auth import Caller, TenantQuery, authorize_stream, scope
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc
 
@@ -65,13 +65,10 @@ async def _check_streams(
 ) -> None:
     """A token limited to some streams must name them, and only them."""
     authorize(caller, action)
-    if caller.grants_stream(ANY):
-        return
-    if not streams:
+    if not streams and not caller.grants_stream(ANY):
         raise InvalidInput("this token is limited to some streams: name them (stream_id)")
     for stream in streams:
-        record = await svc.bus.streams.resolve(stream, tenant)
-        authorize(caller, action, stream=(record.stream_id, record.stream_name))
+        await authorize_stream(svc, caller, action, stream, tenant)
 
 
 @router.get("/api/v1/events/{event_id}", response_model=StoredEvent)
