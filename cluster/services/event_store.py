@@ -43,6 +43,7 @@ from cluster.stores.event_index import (
 from pipelines.event_frames import VERSION_ATTRIBUTE, frame_of
 
 INDEX_WAIT_S = 10.0
+REBUILD_WAIT_S = 120.0
 FETCH = 500  # zset members read per round trip while filling a page
 
 
@@ -253,7 +254,8 @@ class EventStoreService:
         """Drop every index and re-read the topics from the start (a new indexer group
         generation). Run it while no aggregate appends are in flight: their reservations are
         dropped too. With `wait`, answers once the given streams (default: all) are indexed
-        again. Answers the new generation."""
+        again, and raises ServiceUnavailable when the indexer has not caught up within
+        REBUILD_WAIT_S (the re-read goes on in the background). Answers the new generation."""
         if self._indexers is None:
             raise ServiceUnavailable("this service was built without an indexer launcher")
         await asyncio.to_thread(self._indexers.stop)
@@ -269,8 +271,15 @@ class EventStoreService:
             if batch:
                 await redis.unlink(*batch)
         await asyncio.to_thread(self._indexers.start)
-        if wait:
-            await self.wait_indexed(streams or await self._bus.streams.list(), deadline_s=120)
+        if wait and not await self.wait_indexed(
+            streams or await self._bus.streams.list(), deadline_s=REBUILD_WAIT_S
+        ):
+            raise ServiceUnavailable(
+                f"the indexes were dropped and the indexer restarted (generation {generation}), "
+                f"but it has not caught up after {REBUILD_WAIT_S:.0f}s; it goes on re-reading in "
+                "the background and queries answer what is indexed so far. Do not rebuild "
+                "again: watch `esb events indexer-status`"
+            )
         return generation
 
     async def replay_frame(

@@ -12,10 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cluster.errors import BadRequest
+from cluster import naming
+from cluster.errors import BadRequest, ServiceUnavailable
 from cluster.models.event_store import AppendRequest, EventQuery, StoredEvent, merge_patch
 from cluster.models.streams import StreamRecord
 from cluster.services.event_store import (
+    EventStoreService,
     _index_key,
     _matches,
     _row,
