@@ -87,18 +87,20 @@ def _tracer() -> trace.Tracer:
 
 
 class TraceSpan:
-    """A started span: `headers` carry it on (a Kafka record's `traceparent`), `end()` ends it.
+    """A started span: `traceparent` and `headers` (a Kafka record's) carry it on, `end()` ends it.
     Not a context manager on purpose: the hot paths start and end it around code they keep
     as it is."""
 
     def __init__(self, span: trace.Span | None = None) -> None:
         self.span = span
-        self.headers: Headers = []
+        self.traceparent: str | None = None  # what the CloudEvent's attribute carries
         if span is not None:
             carrier: dict[str, str] = {}
             _propagator.inject(carrier, context=trace.set_span_in_context(span))
-            if TRACEPARENT in carrier:
-                self.headers = [(TRACEPARENT, carrier[TRACEPARENT].encode())]
+            self.traceparent = carrier.get(TRACEPARENT)
+        self.headers: Headers = (
+            [] if self.traceparent is None else [(TRACEPARENT, self.traceparent.encode())]
+        )
 
     def end(self, error: str | None = None) -> None:
         if self.span is not None:
@@ -135,9 +137,11 @@ def traceparent_of(headers: Any) -> str | None:
 
 def start_continued(name: str, headers: Any, **attributes: Any) -> TraceSpan:
     """A consumer-side span (an owner's step, a delivery) in the trace of the record's publish;
-    nothing when tracing is off or the record carries no trace."""
+    nothing when tracing is off (checked first: no header scan) or the record carries no trace."""
+    if _provider is None:
+        return _OFF
     parent = traceparent_of(headers)
-    if _provider is None or parent is None:
+    if parent is None:
         return _OFF
     context = _propagator.extract({TRACEPARENT: parent})
     return TraceSpan(
@@ -145,9 +149,3 @@ def start_continued(name: str, headers: Any, **attributes: Any) -> TraceSpan:
             name, context=context, kind=trace.SpanKind.CONSUMER, attributes=attributes
         )
     )
-
-
-def current_trace_id() -> str | None:
-    """For log lines: the active span's trace id (hex), if any."""
-    context = trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
