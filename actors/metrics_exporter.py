@@ -2,17 +2,17 @@
 `esb_*` metrics of every process of the cluster, in the Prometheus text format.
 
 A detached Ray actor (`naming.METRICS_EXPORTER`, num_cpus=0) on the node that starts the API
-runs a small threaded HTTP server; each scrape reads every node's Ray metrics export
-(cluster.observability.exposition). One per cluster, whatever the number of API replicas.
+runs prometheus_client's HTTP server on a registry whose every scrape reads every node's Ray
+metrics export (cluster.observability.exposition). One per cluster, whatever the number of API
+replicas.
 """
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import ray
+from prometheus_client import start_http_server
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster import naming
@@ -23,32 +23,15 @@ from cluster.settings import Settings
 READY_TIMEOUT_S = 60.0
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path.split("?")[0] != "/metrics":
-            self.send_error(404, "only /metrics is served here")
-            return
-        body = exposition.cluster_exposition()
-        self.send_response(200)
-        self.send_header("Content-Type", exposition.CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # a scrape every few seconds is not worth a log line
-
-
 @ray.remote(num_cpus=0, max_restarts=-1)
 class MetricsExporterActor:
     def __init__(self, host: str, port: int) -> None:
         self.error: str | None = None
-        try:
-            self.server: ThreadingHTTPServer | None = ThreadingHTTPServer((host, port), _Handler)
+        self.server: WSGIServer | None = None
+        try:  # prometheus_client's own threaded server: text format, OpenMetrics and gzip if asked
+            self.server, _ = start_http_server(port, host, exposition.cluster_registry())
         except OSError as exc:
-            self.server, self.error = None, f"cannot listen on {host}:{port}: {exc}"
-            return
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+            self.error = f"cannot listen on {host}:{port}: {exc}"
 
     def address(self) -> tuple[str | None, str | None]:
         """(host:port, None) when listening, else (None, why not)."""

@@ -6,7 +6,7 @@ live node's export (the addresses come from the GCS: `ray.nodes()`), keeps the `
 families, renames them `esb_*` and serves them as one exposition; series of different nodes
 stay apart by Ray's own labels (NodeAddress; WorkerId, the process: Ray keeps one series per
 worker for application metrics). Nothing is summed here: Prometheus (or the
-tenant view, :mod:`cluster.observability.tenant_view`) does that.
+tenant view, :mod:`cluster.services.monitoring`) does that.
 
 >>> text = '''# HELP ray_esb_events_published_total Events.
 ... # TYPE ray_esb_events_published_total counter
@@ -24,7 +24,7 @@ esb_events_published_total{stream="s1",tenant="acme"} 3.0
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import ray
@@ -80,26 +80,33 @@ def esb_families(texts: Iterable[str]) -> list[Metric]:
                 target = merged[name] = Metric(name, family.documentation, family.type)
             for sample in family.samples:
                 labels = {k: v for k, v in sample.labels.items() if not k.startswith(OTEL_SCOPE)}
-                name = sample.name.removeprefix(RAY_PREFIX)
-                target.samples.append(sample._replace(name=name, labels=labels))
+                renamed = sample.name.removeprefix(RAY_PREFIX)
+                target.samples.append(sample._replace(name=renamed, labels=labels))
     return [merged[name] for name in sorted(merged)]
 
 
 class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    """A collector answering what `read` gives, read anew at every collect (every scrape)."""
+
+    def __init__(self, read: Callable[[], list[Metric]]) -> None:
+        self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.families
+        yield from self.read()
+
+
+def _registry(read: Callable[[], list[Metric]]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)  # no collect at register time
+    registry.register(_Families(read))
+    return registry
 
 
 def render(families: list[Metric]) -> bytes:
     """The Prometheus text format (prometheus_client's own writer)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry)
+    return generate_latest(_registry(lambda: families))
 
 
-def cluster_exposition() -> bytes:
-    """What `GET /metrics` on METRICS_PORT answers."""
-    return render(esb_families(scrape_nodes()))
+def cluster_registry() -> CollectorRegistry:
+    """What `GET /metrics` on METRICS_PORT serves (prometheus_client's server): every scrape
+    reads every node's Ray export."""
+    return _registry(lambda: esb_families(scrape_nodes()))
