@@ -25,13 +25,16 @@ import math
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from prometheus_client import Metric
 from pydantic import BaseModel, Field
 
+from cluster.coalescing import Coalescer
 from cluster.observability import exposition
 
 PERCENTILES = (0.5, 0.95, 0.99)
+Item = TypeVar("Item", bound=BaseModel)
 
 
 class Percentiles(BaseModel):
@@ -114,6 +117,15 @@ def _quantile(q: float, buckets: dict[float, float]) -> float | None:
     return lower_bound
 
 
+# Sample name -> PipelineMetrics field it adds to.
+_PIPELINE_FIELDS = {
+    "esb_pipeline_records_in_total": "records_in_total",
+    "esb_pipeline_records_out_total": "records_out_total",
+    "esb_pipeline_windows_emitted_total": "windows_emitted_total",
+    "esb_pipeline_late_events_total": "late_events_total",
+}
+
+
 def tenant_view(families: list[Metric], tenant: str, now_s: float | None = None) -> TenantMetrics:
     now_s = time.time() if now_s is None else now_s
     streams: dict[str, StreamMetrics] = {}
@@ -140,12 +152,7 @@ def tenant_view(families: list[Metric], tenant: str, now_s: float | None = None)
                 pipe = pipes.setdefault(
                     labels["pipeline"], PipelineMetrics(pipeline_id=labels["pipeline"])
                 )
-                field = {
-                    "esb_pipeline_records_in_total": "records_in_total",
-                    "esb_pipeline_records_out_total": "records_out_total",
-                    "esb_pipeline_windows_emitted_total": "windows_emitted_total",
-                    "esb_pipeline_late_events_total": "late_events_total",
-                }.get(s.name)
+                field = _PIPELINE_FIELDS.get(s.name)
                 if field is not None:
                     setattr(pipe, field, getattr(pipe, field) + s.value)
             elif s.name == "esb_webhook_deliveries_total":
@@ -172,6 +179,21 @@ def tenant_view(families: list[Metric], tenant: str, now_s: float | None = None)
     )
 
 
+def _rates(
+    current: list[Item], previous: list[Item], key: str, total: str, rate: str, interval: float
+) -> list[Item]:
+    """Each item with `rate` = growth of its `total` per second since `previous` (same `key`)."""
+    before = {getattr(item, key): getattr(item, total) for item in previous}
+    return [
+        item.model_copy(
+            update={rate: (getattr(item, total) - before[getattr(item, key)]) / interval}
+        )
+        if before.get(getattr(item, key), math.inf) <= getattr(item, total)
+        else item
+        for item in current
+    ]
+
+
 def with_rates(current: TenantMetrics, previous: TenantMetrics | None) -> TenantMetrics:
     """Per-second rates since `previous` (counters that went down, a restart: no rate)."""
     if previous is None:
@@ -179,35 +201,40 @@ def with_rates(current: TenantMetrics, previous: TenantMetrics | None) -> Tenant
     interval = (current.collected_at - previous.collected_at).total_seconds()
     if interval <= 0:
         return current
-    before = {s.stream_id: s.events_published_total for s in previous.streams}
-    streams = [
-        s.model_copy(
-            update={"events_per_s": (s.events_published_total - before[s.stream_id]) / interval}
-        )
-        if before.get(s.stream_id, math.inf) <= s.events_published_total
-        else s
-        for s in current.streams
-    ]
-    before = {p.pipeline_id: p.records_in_total for p in previous.pipelines}
-    pipelines = [
-        p.model_copy(
-            update={"records_per_s": (p.records_in_total - before[p.pipeline_id]) / interval}
-        )
-        if before.get(p.pipeline_id, math.inf) <= p.records_in_total
-        else p
-        for p in current.pipelines
-    ]
+    streams = _rates(
+        current.streams,
+        previous.streams,
+        "stream_id",
+        "events_published_total",
+        "events_per_s",
+        interval,
+    )
+    pipelines = _rates(
+        current.pipelines,
+        previous.pipelines,
+        "pipeline_id",
+        "records_in_total",
+        "records_per_s",
+        interval,
+    )
     return current.model_copy(
         update={"interval_s": interval, "streams": streams, "pipelines": pipelines}
     )
 
 
 class MonitoringService:
-    """Reads the cluster's metrics (one HTTP GET per Ray node, in a thread) for one tenant."""
+    """Reads the cluster's metrics (one HTTP GET per Ray node, in a thread) for one tenant.
+    Concurrent readers (every /ws/monitoring client pushes each second) share one scrape."""
+
+    def __init__(self) -> None:
+        self._scrapes: Coalescer[None, list[Metric]] = Coalescer(self._scrape, max_batch=10_000)
+
+    async def _scrape(self, readers: list[None]) -> list[list[Metric]]:
+        texts = await asyncio.to_thread(exposition.scrape_nodes)
+        return [exposition.esb_families(texts)] * len(readers)  # read-only for every reader
 
     async def families(self) -> list[Metric]:
-        texts = await asyncio.to_thread(exposition.scrape_nodes)
-        return exposition.esb_families(texts)
+        return await self._scrapes.submit((), None)
 
     async def tenant_metrics(self, tenant: str) -> TenantMetrics:
         return tenant_view(await self.families(), tenant)
