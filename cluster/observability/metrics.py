@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import ray
 from ray.util import metrics as ray_metrics
 
+from cluster.observability.logs import get_logger
 from cluster.settings import get_settings
 
 # Seconds: the publish path answers within a few ms, a slow broker in seconds.
@@ -48,9 +49,9 @@ PROCESS_REFRESH_S = 5.0
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 # What is recorded is also a DEBUG line of its package's logger (cluster.observability.logs):
 # free when DEBUG is off, one line per publish request or cycle when on.
-_publishing_log = logging.getLogger("event_streaming_bus.publishing")
-_pipelines_log = logging.getLogger("event_streaming_bus.pipelines")
-_subscriptions_log = logging.getLogger("event_streaming_bus.subscriptions")
+_publishing_log = get_logger("publishing")
+_pipelines_log = get_logger("pipelines")
+_subscriptions_log = get_logger("subscriptions")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ subscription), then the tenant's view on `/api/v1/metrics`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from websockets.sync.client import connect
 from cluster.settings import Settings
 from tests.conftest import Mint
 from tests.integration.conftest import create_stream, refused
+from tests.integration.metrics_helpers import ARTIFACTS, scrape, total
 from tests.integration.subscription_helpers import (
     TENANT,
     Receiver,
@@ -27,31 +27,7 @@ from tests.integration.subscription_helpers import (
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DEADLINE_S = 90  # Ray hands metrics to its agent every 2 s on the test stack
-
-
-def scrape(settings: Settings) -> dict[str, list[Any]]:
-    """Samples by sample name, from METRICS_PORT (no token: the scrape convention)."""
-    answer = httpx.get(f"http://{settings.api_host}:{settings.metrics_port}/metrics", timeout=30)
-    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "metrics.txt").write_text(answer.text)  # the last scrape, for a look
-    found: dict[str, list[Any]] = {}
-    for family in text_string_to_metric_families(answer.text):
-        assert family.name.startswith("esb_"), family.name
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append(sample)
-    return found
-
-
-def total(samples: dict[str, list[Any]], name: str, **labels: str) -> float:
-    """Summed over what the labels do not fix (nodes, processes), as PromQL's sum() would."""
-    return sum(
-        s.value
-        for s in samples.get(name, [])
-        if all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def test_published_counts_histograms_and_lag_back_to_zero(

@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from cluster import naming
 from cluster.settings import Settings
 from tests.integration.conftest import create_stream
+from tests.integration.metrics_helpers import scrape, total
 from tests.integration.pipeline_helpers import (
     TENANT,
     close_all_windows,
@@ -18,7 +20,6 @@ from tests.integration.pipeline_helpers import (
     publish,
     submit,
 )
-from tests.integration.test_metrics import scrape, total
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def test_pipeline_records_windows_and_lag(stack: Settings, http: httpx.Client, u
         lags = [
             s.value
             for s in samples.get("esb_consumer_lag", [])
-            if s.labels.get("group") == f"esb.{TENANT}.pipeline.{pipeline_id}"
+            if s.labels.get("group") == naming.pipeline_group(TENANT, pipeline_id)
         ]
         done = records_in == on_topic and windows > 0 and len(lags) == 2 and not any(lags)
         return samples if done else None
