@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
@@ -52,6 +53,7 @@ def execute(args: argparse.Namespace, settings: Settings) -> int:
 
 def receiver(host: str, port: int, secret: str | None, out: TextIO) -> ThreadingHTTPServer:
     """A server (not yet serving) that checks and prints deliveries to `out`."""
+    printing = threading.Lock()  # one handler thread per delivery: whole lines, never interleaved
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -66,7 +68,8 @@ def receiver(host: str, port: int, secret: str | None, out: TextIO) -> Threading
                 event = {}
             verdict = "unsigned" if secret is None else "verified" if ok else "REJECTED"
             line = f"{headers.get('webhook-id')} {event.get('type')} {event.get('id')} {verdict}"
-            print(line, file=out, flush=True)
+            with printing:
+                print(line, file=out, flush=True)
             self.send_response(204 if ok else 401)
             self.end_headers()
 

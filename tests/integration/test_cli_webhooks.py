@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from cluster.settings import Settings
 from cluster.stack.processes import free_ports
 from tests.integration.conftest import create_stream
 from tests.integration.subscription_helpers import TENANT, events, publish, subscribe
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +35,8 @@ def test_esb_webhooks_listen_verifies_deliveries(
     reader.start()
     try:
         sent = publish(http, stream["stream_id"], events(3, f"l{unique}"))
-        deadline = time.monotonic() + 120  # deliveries retry until the receiver listens
-        while len(lines) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # deliveries retry until the receiver listens
+        wait_for(lambda: len(lines) >= 3, "three lines from the receiver", deadline_s=120)
     finally:
         receiver.terminate()
         receiver.wait(30)
