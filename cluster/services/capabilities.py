@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from cluster.errors import Conflict
 from cluster.models.capabilities import CapabilityConfig, CapabilityRecord, CatalogEntry
 from cluster.services.bus import Bus, shared_bus
-from cluster.services.schemas import SchemaRegistryService
 from cluster.services.streaming import EventStreamingService, check_identifier
 from cluster.settings import Settings
 from cluster.stores.capabilities import CapabilityStore
@@ -20,7 +19,6 @@ from cluster.stores.capabilities import CapabilityStore
 class CapabilityService:
     def __init__(self, settings: Settings | None = None, *, bus: Bus | None = None) -> None:
         self._bus = bus or shared_bus(settings)
-        self._schemas = SchemaRegistryService(bus=self._bus)
         self._streams = EventStreamingService(bus=self._bus)
 
     @property
@@ -31,9 +29,7 @@ class CapabilityService:
         """Register (or update) a capability; binds its published types' schemas on its stream."""
         check_identifier(tenant_id, "tenant_id")
         stream = await self._streams.get_stream(config.stream, tenant_id)
-        ids = {
-            t: await self._schemas.resolve(tenant_id, ref) for t, ref in config.publishes.items()
-        }
+        ids = await self._streams.schema_ids(tenant_id, config.publishes)
         for other in await self._store.list(tenant_id):
             clash = [
                 t
@@ -83,16 +79,7 @@ class CapabilityService:
         entries: dict[str, CatalogEntry] = {}
         for cap in capabilities:
             for event_type, schema_id in cap.publishes.items():
-                entry = entries.setdefault(
-                    event_type,
-                    CatalogEntry(
-                        event_type=event_type,
-                        schema_id=schema_id,
-                        stream_ids=[],
-                        publishers=[],
-                        subscribers=[],
-                    ),
-                )
+                entry = _entry(entries, event_type, schema_id)
                 entry.publishers.append(cap.name)
                 if cap.stream_id not in entry.stream_ids:
                     entry.stream_ids.append(cap.stream_id)
@@ -100,19 +87,19 @@ class CapabilityService:
             for pattern in cap.consumes:
                 matched = [e for t, e in entries.items() if fnmatch.fnmatchcase(t, pattern)]
                 if not matched and not any(c in pattern for c in "*?["):
-                    matched = [
-                        entries.setdefault(
-                            pattern,
-                            CatalogEntry(
-                                event_type=pattern,
-                                schema_id=None,
-                                stream_ids=[],
-                                publishers=[],
-                                subscribers=[],
-                            ),
-                        )
-                    ]
+                    matched = [_entry(entries, pattern, None)]
                 for entry in matched:
                     if cap.name not in entry.subscribers:
                         entry.subscribers.append(cap.name)
         return [entries[t] for t in sorted(entries)]
+
+
+def _entry(
+    entries: dict[str, CatalogEntry], event_type: str, schema_id: int | None
+) -> CatalogEntry:
+    """The catalog's entry for `event_type`, made (with `schema_id`) the first time it is named."""
+    if event_type not in entries:
+        entries[event_type] = CatalogEntry(
+            event_type=event_type, schema_id=schema_id, stream_ids=[], publishers=[], subscribers=[]
+        )
+    return entries[event_type]

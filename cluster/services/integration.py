@@ -110,12 +110,11 @@ class APGEventStreamingIntegration:
         )
 
     async def _subscribe(
-        self, capability: str, patterns: list[str], webhook_url: str | None, start: str
-    ) -> tuple[str, str]:
-        me, other = (
-            self.capability,
-            await self.capabilities.get(self.capability.tenant_id, capability),
-        )
+        self, capability: str, event_types: str | list[str], webhook_url: str | None, start: str
+    ) -> str:
+        me = self.capability
+        other = await self.capabilities.get(me.tenant_id, capability)
+        patterns = [event_types] if isinstance(event_types, str) else event_types
         kind = "hook" if webhook_url else "pull"
         config = SubscriptionConfig(
             subscription_name=f"{me.name} <- {other.name}",
@@ -127,7 +126,7 @@ class APGEventStreamingIntegration:
         )
         subscription_id = await self.consumption.create_subscription(config, me.tenant_id, me.name)
         self._me = await self.capabilities.add_consumed(me.tenant_id, me.name, patterns)
-        return subscription_id, me.tenant_id
+        return subscription_id
 
     async def on_event(
         self,
@@ -139,9 +138,8 @@ class APGEventStreamingIntegration:
     ) -> str:
         """Call `handler(event)` for each event of `capability` whose type matches (globs);
         answers the pull subscription's id. Runs until close()."""
-        patterns = [event_types] if isinstance(event_types, str) else event_types
-        subscription_id, tenant = await self._subscribe(capability, patterns, None, start_position)
-        task = asyncio.create_task(self._run(subscription_id, tenant, handler))
+        subscription_id = await self._subscribe(capability, event_types, None, start_position)
+        task = asyncio.create_task(self._run(subscription_id, self.capability.tenant_id, handler))
         self._handlers.append(task)
         return subscription_id
 
@@ -155,11 +153,7 @@ class APGEventStreamingIntegration:
     ) -> str:
         """POST each matching event of `capability` to `webhook_url` (signed, retried, dead-
         lettered: a push subscription); answers its id."""
-        patterns = [event_types] if isinstance(event_types, str) else event_types
-        subscription_id, _ = await self._subscribe(
-            capability, patterns, webhook_url, start_position
-        )
-        return subscription_id
+        return await self._subscribe(capability, event_types, webhook_url, start_position)
 
     async def _run(self, subscription_id: str, tenant_id: str, handler: Handler) -> None:
         async for event in pull_events(self.publishing.bus, subscription_id, tenant_id):

@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -288,10 +289,10 @@ class EventPublishingService:
             )
         done = [r for r in receipts if r is not None]
         await self._settle(stream.stream_id, events, done)
-        published = sum(r.status == "published" for r in done)
+        counts = Counter(r.status for r in done)  # one pass: published, duplicate, failed
+        published, failed = counts["published"], counts["failed"]
         if published:
             await self._bus.streams.count_published(stream.stream_id, published)
-        failed = sum(r.status == "failed" for r in done)
         span.end()
         metrics.record_publish(
             tenant_id, stream.stream_id, published, time.perf_counter() - started, failed
@@ -300,8 +301,8 @@ class EventPublishingService:
             stream_id=stream.stream_id,
             kafka_topic=stream.kafka_topic,
             published=published,
-            duplicates=sum(r.status == "duplicate" for r in done),
-            failed=sum(r.status == "failed" for r in done),
+            duplicates=counts["duplicate"],
+            failed=failed,
             events=done,
         )
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from cluster.errors import (
     Conflict,
     IncompatibleSchema,
@@ -37,8 +39,10 @@ from pipelines.schemas import (
 )
 
 
-def _parsed(stored: StoredSchema) -> ParsedSchema:
-    return parse_schema(stored.schema_type, stored.schema_text)
+def _parsed(stored: StoredSchema | SubjectVersion) -> ParsedSchema:
+    """A schema the registry holds: parse_schema checked it when it was registered, and its text
+    is that canonical form, so it is only loaded (not checked and compiled a second time)."""
+    return ParsedSchema(stored.schema_type, orjson.loads(stored.schema_text), stored.schema_text)
 
 
 class SchemaRegistryService:
@@ -151,6 +155,10 @@ class SchemaRegistryService:
             raise SchemaNotFound(f"Schema {schema_id} not found")
         return stored
 
+    async def stored_schemas(self, tenant_id: str, schema_ids: list[int]) -> list[StoredSchema]:
+        """The tenant's schemas by id, in one Redis read; SchemaNotFound for one it lacks."""
+        return await self._stored(schema_ids, tenant_id)
+
     async def schemas_by_id(self, tenant_id: str) -> list[tuple[str, VersionRef]]:
         """Every (subject, version) of the tenant, deleted ones left out, by schema id."""
         found = await self.store.subjects(tenant_id)
@@ -204,8 +212,7 @@ class SchemaRegistryService:
         parsed = parse_schema(schema_type, schema)
         against = await self.version(tenant_id, subject, version)
         mode = await self.compatibility(tenant_id, subject)
-        existing = parse_schema(against.schema_type, against.schema_text)
-        return incompatibilities(mode, parsed, [existing])
+        return incompatibilities(mode, parsed, [_parsed(against)])
 
     # the seed's /api/v1/schemas face: a subject per schema name, tagged with its event type ---
 

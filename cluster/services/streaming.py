@@ -52,9 +52,11 @@ class EventStreamingService:
         """The config with its schema bindings resolved to schema ids of the tenant's registry."""
         if not config.schemas:
             return config
-        return config.model_copy(update={"schemas": await self._ids(tenant_id, config.schemas)})
+        ids = await self.schema_ids(tenant_id, config.schemas)
+        return config.model_copy(update={"schemas": ids})
 
-    async def _ids(self, tenant_id: str, schemas: dict[str, int | str]) -> dict[str, int]:
+    async def schema_ids(self, tenant_id: str, schemas: dict[str, int | str]) -> dict[str, int]:
+        """Event type -> schema id, from ids, subjects or `subject:version` (unknown: a 404)."""
         return {t: await self._schemas.resolve(tenant_id, ref) for t, ref in schemas.items()}
 
     async def bind_schemas(
@@ -62,7 +64,7 @@ class EventStreamingService:
     ) -> StreamRecord:
         """Replace the stream's event type -> schema bindings (validated on every publish)."""
         record = await self._bus.streams.resolve(stream_id, tenant_id)
-        record = record.model_copy(update={"schemas": await self._ids(tenant_id, schemas)})
+        record = record.model_copy(update={"schemas": await self.schema_ids(tenant_id, schemas)})
         await self._bus.streams.save(record)
         return record
 
@@ -123,9 +125,9 @@ class EventStreamingService:
     ) -> StreamProvisioned:
         """Create the stream, or bring an existing one to this config; twice changes nothing."""
         existing_id = await self._bus.streams.id_for_name(tenant_id, config.stream_name)
-        config = await self._bound(config, tenant_id)
-        if existing_id is None:
+        if existing_id is None:  # provision_stream resolves the schema bindings itself
             return await self.provision_stream(config, tenant_id, created_by)
+        config = await self._bound(config, tenant_id)
         record = await self._bus.streams.get(existing_id, tenant_id)
         if record.topic_name != config.topic_name:
             raise InvalidInput(

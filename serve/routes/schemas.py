@@ -4,8 +4,6 @@ type it describes. Also PUT /api/v1/streams/{stream_id}/schemas: bind event type
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -67,7 +65,8 @@ async def list_schemas(svc: Svc, caller: Caller) -> EventSchemaList:
     tenant = same_tenant(caller, None)
     kinds = await svc.schemas.event_types(tenant)
     pairs = await svc.schemas.schemas_by_id(tenant)
-    types = {r.id: s.schema_type for r, s in await _stored(svc, tenant, [r for _, r in pairs])}
+    ids = sorted({ref.id for _, ref in pairs})
+    types = {s.id: s.schema_type for s in await svc.schemas.stored_schemas(tenant, ids)}
     return EventSchemaList(
         schemas=[
             EventSchemaCreated(
@@ -80,12 +79,6 @@ async def list_schemas(svc: Svc, caller: Caller) -> EventSchemaList:
             for subject, ref in pairs
         ]
     )
-
-
-async def _stored(svc: Svc, tenant: str, refs: list[Any]) -> list[Any]:
-    ids = sorted({r.id for r in refs})
-    found = {i: await svc.schemas.schema(tenant, i) for i in ids}
-    return [(r, found[r.id]) for r in refs]
 
 
 @router.get("/schemas/{schema_id}", response_model=EventSchemaOut)

@@ -15,6 +15,7 @@ import event_streaming_bus as esb
 from cluster.services.bus import Bus
 from cluster.settings import Settings
 from tests.integration.conftest import create_stream, read_topic
+from tests.integration.schema_helpers import register_event_schema
 
 pytestmark = pytest.mark.integration
 
@@ -31,21 +32,13 @@ INVOICE = {
 }
 
 
-def register(http: httpx.Client, name: str, event_type: str, schema: dict[str, Any]) -> int:
-    body = {"schema_name": name, "event_type": event_type, "schema_type": "json", "schema": schema}
-    answer = http.post("/api/v1/schemas", json=body)
-    assert answer.status_code == 201, answer.text
-    schema_id: int = answer.json()["schema_id"]
-    return schema_id
-
-
 def test_two_capabilities_integrate_through_the_sdk(
     stack: Settings, http: httpx.Client, unique: str
 ) -> None:
     shop = create_stream(http, "acme", f"shop-{unique}")
     ledger = create_stream(http, "acme", f"ledger-{unique}")
-    order_schema = register(http, f"order-{unique}", "order.created", ORDER)
-    invoice_schema = register(http, f"invoice-{unique}", "invoice.issued", INVOICE)
+    order_schema = register_event_schema(http, f"order-{unique}", "order.created", ORDER)
+    invoice_schema = register_event_schema(http, f"invoice-{unique}", "invoice.issued", INVOICE)
     orders_name, billing_name = f"orders-{unique}", f"billing-{unique}"
 
     async def scenario() -> list[dict[str, Any]]:
@@ -130,7 +123,7 @@ def test_two_capabilities_integrate_through_the_sdk(
 
 def test_capability_registration_over_http(http: httpx.Client, unique: str) -> None:
     create_stream(http, "acme", f"cap-{unique}")
-    schema_id = register(http, f"ping-{unique}", "ping.sent", {"type": "object"})
+    schema_id = register_event_schema(http, f"ping-{unique}", "ping.sent", {"type": "object"})
     body = {
         "name": f"pinger-{unique}",
         "stream": f"cap-{unique}",

@@ -20,6 +20,7 @@ from cluster.settings import Settings
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
 from pipelines.envelope import EventConfig
 from tests.integration.conftest import create_stream, ipc_stream, read_topic
+from tests.integration.schema_helpers import register_event_schema
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +51,11 @@ def events_on(settings: Settings, topic: str, records: int) -> int:
 @pytest.fixture
 def bound(http: httpx.Client, unique: str) -> dict[str, Any]:
     """A stream whose order.created events must match ORDER (bound by subject name)."""
-    answer = http.post(
-        "/api/v1/schemas",
-        json={
-            "schema_name": f"orders-{unique}",
-            "event_type": "order.created",
-            "schema_type": "json",
-            "schema": ORDER,
-        },
-    )
-    assert answer.status_code == 201, answer.text
+    schema_id = register_event_schema(http, f"orders-{unique}", "order.created", ORDER)
     created = create_stream(
         http, "acme", f"valid-{unique}", schemas={"order.created": f"orders-{unique}"}
     )
-    return {**created, "schema_id": answer.json()["schema_id"]}
+    return {**created, "schema_id": schema_id}
 
 
 def test_seed_schema_api_is_a_face_of_the_registry(http: httpx.Client, unique: str) -> None:
@@ -192,23 +184,13 @@ def test_sdk_publish_is_checked_and_bindings_can_change(
         "namespace": "shop",
         "fields": [{"name": "cents", "type": "long"}],
     }
-    made = http.post(
-        "/api/v1/schemas",
-        json={
-            "schema_name": f"payments-{unique}",
-            "event_type": "payment.taken",
-            "schema_type": "avro",
-            "schema": avro,
-        },
-    )
-    assert made.status_code == 201, made.text
+    payments = register_event_schema(http, f"payments-{unique}", "payment.taken", avro, "avro")
     sid = bound["stream_id"]
     rebound = http.put(
-        f"/api/v1/streams/{sid}/schemas",
-        json={"schemas": {"payment.taken": made.json()["schema_id"]}},
+        f"/api/v1/streams/{sid}/schemas", json={"schemas": {"payment.taken": payments}}
     )
     assert rebound.status_code == 200, rebound.text
-    assert rebound.json()["schemas"] == {"payment.taken": made.json()["schema_id"]}
+    assert rebound.json()["schemas"] == {"payment.taken": payments}
     unknown = http.put(f"/api/v1/streams/{sid}/schemas", json={"schemas": {"x": "no-such"}})
     assert unknown.status_code == 404
 
