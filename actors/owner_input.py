@@ -29,6 +29,8 @@ class InputDecoder:
         self.pipeline_id = pipeline_id
         self.cipher = cipher
         self.correlation = spec.key == "correlation_id"
+        # Only a key taken from elsewhere than the record key is checked against the record key.
+        self.checks_routing = spec.key != "aggregate_id"
 
     def select(
         self,
@@ -52,7 +54,7 @@ class InputDecoder:
         typed = with_window_key(selected, self.spec.key)
         selected = typed.drop_nulls("key")
         misrouted = selected.clear()
-        if self.spec.key != "aggregate_id":
+        if self.checks_routing:
             # A payload key is only correct when each key lives in one partition: publishers set
             # partition_key to the field's value. Anything else is dead-lettered, never merged.
             wrong = pl.col("key").cast(pl.String) != pl.col(RECORD_KEY)
@@ -96,7 +98,10 @@ class InputDecoder:
         records read as Arrow, CloudEvents JSON parsed in bulk (decrypted first when the stream
         is encrypted). Answers the undecodable offsets, and the undecryptable ones with why."""
         fields = self.spec.fields
-        plain = [m for m in batch if not is_arrow_batch(m.headers())]
+        plain: list[Message] = []
+        arrow: list[Message] = []
+        for m in batch:  # one header look-up per record
+            (arrow if is_arrow_batch(m.headers()) else plain).append(m)
         values = [m.value() or b"" for m in plain]
         undecryptable: list[tuple[int, str]] = []
         if self.cipher is not None:  # once per batch: plain streams skip this entirely
@@ -107,18 +112,18 @@ class InputDecoder:
                 plain = [m for i, m in enumerate(plain) if i not in skip]
                 values = [v for i, v in enumerate(values) if i not in skip]
         frame, rejected = decode_cloudevents_lenient(values, fields, correlation=self.correlation)
-        skip = set(rejected)
-        keys = pl.Series(
-            RECORD_KEY, [m.key() for i, m in enumerate(plain) if i not in skip], pl.Binary
-        )
-        frames = [frame.with_columns(keys.cast(pl.String, strict=False))]
+        record_keys: pl.Expr | pl.Series = pl.lit(None, pl.String).alias(RECORD_KEY)
+        if self.checks_routing:  # the record keys are only read by the misrouting check
+            skip = set(rejected)
+            keys = [m.key() for i, m in enumerate(plain) if i not in skip]
+            record_keys = pl.Series(RECORD_KEY, keys, pl.Binary).cast(pl.String, strict=False)
+        frames = [frame.with_columns(record_keys)]
         bad = [plain[i].offset() or 0 for i in rejected]
-        for m in batch:
-            if is_arrow_batch(m.headers()):
-                try:
-                    arrow = decode_batch(m.value() or b"", fields, correlation=self.correlation)
-                except (pl.exceptions.PolarsError, OSError):
-                    bad.append(m.offset() or 0)
-                    continue
-                frames.append(arrow.rename({"partition_key": RECORD_KEY}))
+        for m in arrow:
+            try:
+                events = decode_batch(m.value() or b"", fields, correlation=self.correlation)
+            except (pl.exceptions.PolarsError, OSError):
+                bad.append(m.offset() or 0)
+                continue
+            frames.append(events.rename({"partition_key": RECORD_KEY}))
         return pl.concat(frames, how="vertical_relaxed"), bad, undecryptable

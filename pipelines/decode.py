@@ -49,6 +49,7 @@ __all__ = [
     "decode_cloudevents_lenient",
     "filter_event_types",
     "glob_to_regex",
+    "globs_regex",
     "with_window_key",
 ]
 
@@ -196,6 +197,15 @@ def glob_to_regex(glob: str) -> str:
     return "".join(parts)
 
 
+def globs_regex(globs: Sequence[str]) -> str:
+    r"""One anchored regex matching any of ``globs`` (see :func:`glob_to_regex`).
+
+    >>> print(globs_regex(["order.*", "login.failed"]))
+    ^(?:order\..*|login\.failed)$
+    """
+    return "^(?:" + "|".join(glob_to_regex(g) for g in globs) + ")$"
+
+
 def _escape(char: str) -> str:
     return "\\" + char if char in string.punctuation else char
 
@@ -211,8 +221,7 @@ def filter_event_types(
         return df
     if not globs:
         return df.clear()
-    pattern = "^(?:" + "|".join(glob_to_regex(g) for g in globs) + ")$"
-    return df.filter(pl.col(column).str.contains(pattern).fill_null(False))
+    return df.filter(pl.col(column).str.contains(globs_regex(globs)).fill_null(False))
 
 
 def with_window_key(df: pl.DataFrame, key: str) -> pl.DataFrame:

@@ -22,13 +22,37 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["IdleClock", "newest_time"]
+__all__ = ["IdleClock", "advanced_watermark", "latest", "newest_time"]
 
 
 def newest_time(frame: pl.DataFrame, column: str = "event_time_ms") -> int | None:
     """The newest event time of a frame (None when it is empty or all null)."""
     value = frame.get_column(column).max()
     return None if value is None else int(value)  # type: ignore[arg-type]
+
+
+def latest(*times: int | None) -> int | None:
+    """The newest of the known times (None when none is known).
+
+    >>> latest(None, 5, 3), latest(None)
+    (5, None)
+    """
+    return max((t for t in times if t is not None), default=None)
+
+
+def advanced_watermark(watermark: int | None, newest: int | None, lateness_ms: int) -> int | None:
+    """The watermark after event time reached ``newest``: ``newest - lateness_ms``, never
+    decreasing (unchanged when nothing new is known).
+
+    >>> advanced_watermark(None, 100, 10), advanced_watermark(95, 100, 10)
+    (90, 95)
+    >>> advanced_watermark(7, None, 0)
+    7
+    """
+    if newest is None:
+        return watermark
+    candidate = newest - lateness_ms
+    return candidate if watermark is None else max(watermark, candidate)
 
 
 class IdleClock:

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.spec_base import SpecModel
 
 __all__ = ["JoinHow", "JoinSideSpec", "JoinSpec"]
 
 JoinHow = Literal["inner", "left"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JoinSideSpec(_Model):
+class JoinSideSpec(SpecModel):
     """Which events make up one side; the right side may read another (co-partitioned) stream."""
 
     event_types: list[str] = Field(min_length=1)
@@ -40,7 +38,7 @@ class JoinSideSpec(_Model):
         return globs
 
 
-class JoinSpec(_Model):
+class JoinSpec(SpecModel):
     """``before_ms``: how far right may precede left; ``after_ms``: how far it may follow."""
 
     left: JoinSideSpec

@@ -12,10 +12,11 @@ Semantics (Flink CEP where it defines them, and where we differ) are in :mod:`pi
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.spec_base import IDENTIFIER, NAME_PATTERN, SpecModel
 
 __all__ = [
     "CompareOp",
@@ -31,15 +32,9 @@ __all__ = [
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
 Contiguity = Literal["strict", "relaxed"]
 SkipStrategy = Literal["no_skip", "past_last_event"]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConditionSpec(_Model):
+class ConditionSpec(SpecModel):
     """``<payload field> <op> <value>``; a missing (null) field never satisfies it."""
 
     field: str
@@ -47,7 +42,7 @@ class ConditionSpec(_Model):
     value: bool | int | float | str
 
 
-class TimesSpec(_Model):
+class TimesSpec(SpecModel):
     """How many events the step takes: ``min`` to ``max`` (no ``max``: no upper bound)."""
 
     min: int = Field(default=1, ge=1)
@@ -60,7 +55,7 @@ class TimesSpec(_Model):
         return self
 
 
-class PatternStepSpec(_Model):
+class PatternStepSpec(SpecModel):
     """One step: events of ``event_types`` satisfying every ``where`` condition."""
 
     name: str
@@ -72,7 +67,7 @@ class PatternStepSpec(_Model):
     @field_validator("name")
     @classmethod
     def _name_is_identifier(cls, name: str) -> str:
-        if not _IDENTIFIER.match(name):
+        if not IDENTIFIER.match(name):
             raise ValueError(f"step name {name!r} must be an identifier (letters, digits, _)")
         return name
 
@@ -83,10 +78,10 @@ class PatternStepSpec(_Model):
         return self
 
 
-class PatternSpec(_Model):
+class PatternSpec(SpecModel):
     """A named sequence of steps; every match spans less than ``within_ms`` of event time."""
 
-    name: str = Field(pattern=_NAME)
+    name: str = Field(pattern=NAME_PATTERN)
     within_ms: int = Field(gt=0)
     contiguity: Contiguity = "relaxed"
     skip: SkipStrategy = "no_skip"

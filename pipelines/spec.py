@@ -26,19 +26,17 @@ spec is a 422 with a precise message instead of a failing Ray job.
 >>> PipelineSpec.from_yaml(spec.to_yaml()) == spec
 True
 
-Semantics the operators implement are documented in :mod:`pipelines.windows`.
+Semantics the operators implement are documented in :mod:`pipelines.windows`. The sections live
+beside this module: :mod:`pipelines.window_spec` (window, aggregations), :mod:`pipelines.join_spec`,
+:mod:`pipelines.pattern_spec`; what they share is :mod:`pipelines.spec_base`.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal, Self
 
-import polars as pl
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -49,6 +47,23 @@ from pydantic import (
 from pipelines.errors import SpecError
 from pipelines.join_spec import JoinSpec
 from pipelines.pattern_spec import PatternSpec, check_patterns
+from pipelines.spec_base import (
+    NAME_PATTERN,
+    POLARS_TYPES,
+    RESERVED_COLUMNS,
+    FieldType,
+    SpecModel,
+    column_name,
+)
+from pipelines.window_spec import (
+    AggregationOp,
+    AggregationSpec,
+    HoppingWindowSpec,
+    SessionWindowSpec,
+    TumblingWindowSpec,
+    WindowSpec,
+    check_aggregations,
+)
 
 __all__ = [
     "POLARS_TYPES",
@@ -69,130 +84,19 @@ __all__ = [
     "WindowSpec",
 ]
 
-FieldType = Literal["int", "float", "str", "bool"]
-# How each field type is held in Polars: decoding, windows and Arrow batches agree on it.
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "str": pl.String(),
-    "bool": pl.Boolean(),
-}
-AggregationOp = Literal[
-    "count", "sum", "min", "max", "mean", "count_distinct", "first", "last", "percentile"
-]
 LatePolicy = Literal["drop", "dead_letter", "update"]
 EmitMode = Literal["on_close", "on_update"]
-
-# Column names the decoder and the window operators produce; payload fields and aggregation
-# outputs must not shadow them.
-RESERVED_COLUMNS = frozenset(
-    {
-        "key",
-        "event_id",
-        "event_type",
-        "aggregate_id",
-        "event_time_ms",
-        "window_start_ms",
-        "window_end_ms",
-        "revision",
-        "closed",
-    }
-)
-_NUMERIC: frozenset[str] = frozenset({"int", "float"})
-_NEEDS_NUMERIC: frozenset[str] = frozenset({"sum", "mean", "percentile"})
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _column_name(name: str, what: str) -> str:
-    """`name` if it can be a result column: an identifier, not `__`-prefixed, not reserved."""
-    if not _IDENTIFIER.match(name) or name.startswith("__"):
-        raise ValueError(
-            f"{what} {name!r} must be an identifier (letters, digits, _) not starting with '__'"
-        )
-    if name in RESERVED_COLUMNS:
-        raise ValueError(f"{what} {name!r} is reserved: it clashes with a reserved column name")
-    return name
-
-
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _KAFKA_TOPIC = r"^[A-Za-z0-9._-]{1,249}$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TumblingWindowSpec(_Model):
-    """Fixed, non-overlapping windows ``[k*size_ms, (k+1)*size_ms)``."""
-
-    type: Literal["tumbling"]
-    size_ms: int = Field(gt=0)
-
-
-class HoppingWindowSpec(_Model):
-    """Overlapping windows of ``size_ms`` starting every ``slide_ms``."""
-
-    type: Literal["hopping"]
-    size_ms: int = Field(gt=0)
-    slide_ms: int = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _slide_fits(self) -> Self:
-        if self.slide_ms > self.size_ms:
-            raise ValueError(
-                f"slide_ms ({self.slide_ms}) must be <= size_ms ({self.size_ms}); "
-                "a larger slide would skip events between windows"
-            )
-        return self
-
-
-class SessionWindowSpec(_Model):
-    """Per-key activity sessions: events closer than ``gap_ms`` share a session."""
-
-    type: Literal["session"]
-    gap_ms: int = Field(gt=0)
-
-
-WindowSpec = Annotated[
-    TumblingWindowSpec | HoppingWindowSpec | SessionWindowSpec, Field(discriminator="type")
-]
-
-
-class AggregationSpec(_Model):
-    """One output column: ``op`` applied to payload ``field`` (no field for ``count``)."""
-
-    name: str
-    op: AggregationOp
-    field: str | None = None
-    q: float | None = Field(default=None, ge=0.0, le=1.0)
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_column(cls, name: str) -> str:
-        return _column_name(name, "aggregation name")
-
-    @model_validator(mode="after")
-    def _op_arguments(self) -> Self:
-        name = repr(self.name)
-        if self.op == "count" and self.field is not None:
-            raise ValueError(f"{name}: count counts events and takes no field")
-        if self.op != "count" and self.field is None:
-            raise ValueError(f"{name}: {self.op} needs a field")
-        if self.op == "percentile" and self.q is None:
-            raise ValueError(f"{name}: percentile needs q between 0 and 1 (e.g. q: 0.95)")
-        if self.op != "percentile" and self.q is not None:
-            raise ValueError(f"{name}: q is only valid for percentile, not {self.op}")
-        return self
-
-
-class SinksSpec(_Model):
+class SinksSpec(SpecModel):
     """Where results go: Redis (pull queries, live updates) and/or a Kafka output topic."""
 
     redis: bool = True
     kafka_topic: str | None = Field(default=None, pattern=_KAFKA_TOPIC)
 
 
-class PipelineSpec(_Model):
+class PipelineSpec(SpecModel):
     """A pipeline: exactly one of ``aggregations`` (with a ``window``), ``join`` or ``patterns``.
 
     See the module docstring for a windowed example; :mod:`pipelines.join_spec` and
@@ -206,7 +110,7 @@ class PipelineSpec(_Model):
     kept for late updates; it defaults to one window length (``size_ms`` or ``gap_ms``).
     """
 
-    pipeline_name: str = Field(pattern=_NAME)
+    pipeline_name: str = Field(pattern=NAME_PATTERN)
     source_stream: str = Field(min_length=1)
     event_types: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     fields: dict[str, FieldType] = Field(default_factory=dict)
@@ -235,7 +139,7 @@ class PipelineSpec(_Model):
     @classmethod
     def _field_names(cls, fields: dict[str, FieldType]) -> dict[str, FieldType]:
         for name in fields:
-            _column_name(name, "payload field")
+            column_name(name, "payload field")
         return fields
 
     # Cross-field checks run as field validators so each error points at its field; pydantic
@@ -264,28 +168,7 @@ class PipelineSpec(_Model):
     def _aggregations_fit_fields(
         cls, aggs: list[AggregationSpec] | None, info: ValidationInfo
     ) -> list[AggregationSpec] | None:
-        if aggs is None:
-            return None
-        fields: dict[str, str] | None = info.data.get("fields")
-        seen: set[str] = set()
-        for agg in aggs:
-            if agg.name in seen:
-                raise ValueError(f"duplicate aggregation name {agg.name!r}")
-            seen.add(agg.name)
-            if agg.field is None or fields is None:
-                continue
-            declared = fields.get(agg.field)
-            if declared is None:
-                raise ValueError(
-                    f"{agg.name!r}: field {agg.field!r} is not declared in fields "
-                    f"(add e.g. fields: {{{agg.field}: float}})"
-                )
-            if agg.op in _NEEDS_NUMERIC and declared not in _NUMERIC:
-                raise ValueError(
-                    f"{agg.name!r}: {agg.op} needs a numeric field (int or float), "
-                    f"but {agg.field!r} is {declared}"
-                )
-        return aggs
+        return None if aggs is None else check_aggregations(aggs, info.data.get("fields"))
 
     @field_validator("patterns")
     @classmethod

@@ -12,8 +12,6 @@ resumes both topics exactly from one checkpoint; other stages' snapshots are the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +20,13 @@ from typing import Any
 import polars as pl
 
 from pipelines.decode import filter_event_types
+from pipelines.errors import SnapshotError
 from pipelines.joins import JoinDefinition, JoinOperator
+from pipelines.operator_state import pack_snapshot, unpack_snapshot
 from pipelines.pattern_spec import PatternSpec
 from pipelines.patterns import PatternDefinition, PatternOperator
 from pipelines.spec import PipelineSpec
 from pipelines.windows import WindowDefinition, WindowOperator
-from pipelines.windows.state import SnapshotError, pack_snapshot, unpack_snapshot
 
 __all__ = ["Stage", "StageOutput", "build_stage"]
 
@@ -42,6 +41,7 @@ class StageOutput:
 
 class Stage(ABC):
     inputs: int = 1
+    operator: WindowOperator | JoinOperator | PatternOperator
 
     def __init__(self) -> None:
         self.extra_offsets: list[int | None] = [None] * (self.inputs - 1)
@@ -50,20 +50,17 @@ class Stage(ABC):
     def process(self, frames: Sequence[pl.DataFrame], seen_ms: Sequence[int | None]) -> StageOutput:
         """``frames[i]``: input i's selected rows; ``seen_ms[i]``: its newest record time."""
 
-    @abstractmethod
-    def _snapshot(self) -> bytes: ...
-
     @property
-    @abstractmethod
-    def watermark_ms(self) -> int | None: ...
+    def watermark_ms(self) -> int | None:
+        return self.operator.watermark_ms
 
     def snapshot(self) -> bytes:
         """The operator's snapshot; with a second input, wrapped with its next offset (a
         one-input stage adds nothing, so the window hot path pays no extra copy)."""
         if self.inputs == 1:
-            return self._snapshot()
+            return self.operator.snapshot()
         header = {"stage": type(self).__name__, "extra_offsets": self.extra_offsets}
-        inner = pl.DataFrame({"state": [self._snapshot()]}, schema={"state": pl.Binary})
+        inner = pl.DataFrame({"state": [self.operator.snapshot()]}, schema={"state": pl.Binary})
         return pack_snapshot(header, {"operator": inner})
 
     @staticmethod
@@ -79,14 +76,12 @@ class Stage(ABC):
 
 
 class WindowStage(Stage):
+    operator: WindowOperator
+
     def __init__(self, spec: PipelineSpec, state: bytes | None) -> None:
         super().__init__()
         inner, _ = self.unwrap(state, type(self).__name__)
         self.operator = WindowOperator.build(WindowDefinition.from_spec(spec), inner)
-
-    @property
-    def watermark_ms(self) -> int | None:
-        return self.operator.watermark_ms
 
     def process(self, frames: Sequence[pl.DataFrame], seen_ms: Sequence[int | None]) -> StageOutput:
         out = self.operator.process(frames[0], seen_ms[0])
@@ -94,11 +89,10 @@ class WindowStage(Stage):
             out.results.to_dicts(), out.retracted.to_dicts(), out.late, out.counters.as_dict()
         )
 
-    def _snapshot(self) -> bytes:
-        return self.operator.snapshot()
-
 
 class JoinStage(Stage):
+    operator: JoinOperator
+
     def __init__(self, spec: PipelineSpec, state: bytes | None) -> None:
         definition = JoinDefinition.from_spec(spec)
         self.inputs = definition.inputs
@@ -109,29 +103,20 @@ class JoinStage(Stage):
         self.extra_offsets = offsets or self.extra_offsets
         self.operator = JoinOperator.build(definition, inner)
 
-    @property
-    def watermark_ms(self) -> int | None:
-        return self.operator.watermark_ms
-
     def process(self, frames: Sequence[pl.DataFrame], seen_ms: Sequence[int | None]) -> StageOutput:
         left = filter_event_types(frames[0], self.join.left.event_types)
         right = filter_event_types(frames[-1], self.join.right.event_types)
         out = self.operator.process(left, right, seen_ms)
         return StageOutput(out.results.to_dicts(), [], out.late, out.counters.as_dict())
 
-    def _snapshot(self) -> bytes:
-        return self.operator.snapshot()
-
 
 class PatternStage(Stage):
+    operator: PatternOperator
+
     def __init__(self, spec: PipelineSpec, state: bytes | None) -> None:
         super().__init__()
         inner, _ = self.unwrap(state, type(self).__name__)
         self.operator = PatternOperator.build(PatternDefinition.from_spec(spec), inner)
-
-    @property
-    def watermark_ms(self) -> int | None:
-        return self.operator.watermark_ms
 
     def process(self, frames: Sequence[pl.DataFrame], seen_ms: Sequence[int | None]) -> StageOutput:
         out = self.operator.process(frames[0], seen_ms[0])
@@ -139,19 +124,6 @@ class PatternStage(Stage):
 
     def replace_patterns(self, patterns: Sequence[PatternSpec]) -> None:
         self.operator.replace_patterns(patterns)
-
-    def patterns_fingerprint(self) -> str:
-        """Identifies the pattern set running (compared with the stored versions' digests)."""
-        return patterns_digest(self.operator.patterns)
-
-    def _snapshot(self) -> bytes:
-        return self.operator.snapshot()
-
-
-def patterns_digest(patterns: Sequence[PatternSpec]) -> str:
-    """A stable digest of a pattern set, so owners and the store agree on what runs."""
-    doc = json.dumps([p.model_dump(mode="json") for p in patterns], sort_keys=True)
-    return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def build_stage(spec: PipelineSpec, state: bytes | None = None) -> Stage:

@@ -24,7 +24,7 @@ from cluster.models.pipelines import PipelineRecord
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.streaming import check_identifier, kafka_topic
 from cluster.settings import Settings, worker_env
-from cluster.stores.pipelines import PUT_PATTERNS
+from cluster.stores.pipelines import PUT_PATTERNS, pattern_set
 from cluster.stores.records import TenantRecords
 from pipelines.spec import PipelineSpec
 
@@ -145,8 +145,8 @@ class StreamProcessingService:
         if raw is None:
             patterns = [p.model_dump(mode="json") for p in record.spec.patterns]
             return {"pipeline_id": pipeline_id, "version": 1, "patterns": patterns}
-        doc = orjson.loads(raw)
-        return {"pipeline_id": pipeline_id, "version": doc["version"], "patterns": doc["patterns"]}
+        version, patterns = pattern_set(raw)
+        return {"pipeline_id": pipeline_id, "version": version, "patterns": patterns}
 
     async def put_patterns(
         self, pipeline_id: str, patterns: list[Any], tenant_id: str | None = None

@@ -139,6 +139,12 @@ def result_member(doc: dict[str, Any]) -> str:
     return result_index(doc)[0]
 
 
+def pattern_set(raw: bytes | str) -> tuple[int, list[dict[str, Any]]]:
+    """(version, patterns) of a stored ``:patterns`` document."""
+    doc = orjson.loads(raw)
+    return int(doc["version"]), list(doc["patterns"])
+
+
 # A pattern change: the next version, atomically (KEYS[1] = the :patterns key, ARGV[1] = JSON
 # list of patterns). Answers the new version.
 PUT_PATTERNS = """
@@ -171,10 +177,7 @@ class PipelineStore:
     def patterns(self) -> tuple[int, list[dict[str, Any]]] | None:
         """The latest pattern set (version, patterns), or None while the spec's is current."""
         raw = self._redis.get(f"{self._prefix}:patterns")
-        if raw is None:
-            return None
-        doc = orjson.loads(raw)
-        return int(doc["version"]), list(doc["patterns"])
+        return None if raw is None else pattern_set(raw)
 
     def report_patterns_version(self, version: int) -> None:
         """Say which pattern version this owner runs (the pipeline's status shows it)."""

@@ -22,45 +22,31 @@ One ``process(left, right, seen_ms)`` runs, with ``w0`` the watermark before the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
-from pipelines.event_time import newest_time
+from pipelines.event_time import advanced_watermark, latest, newest_time
 from pipelines.joins.definition import JoinDefinition
+from pipelines.operator_state import WATERMARK_MAX, WATERMARK_MIN, Counters, StatefulOperator
 from pipelines.spec import POLARS_TYPES
-from pipelines.windows.state import (
-    WATERMARK_MAX,
-    WATERMARK_MIN,
-    SnapshotError,
-    pack_snapshot,
-    unpack_snapshot,
-)
 
 __all__ = ["JoinCounters", "JoinOperator", "JoinOutput"]
 
 KEY, TIME, ID = "key", "event_time_ms", "event_id"
 L_ID, L_TIME, R_ID, R_TIME = "left_event_id", "left_time_ms", "right_event_id", "right_time_ms"
 MATCHED = "__matched"
-_FORMAT = 1
 
 
 @dataclass
-class JoinCounters:
+class JoinCounters(Counters):
     events_in: int = 0
     duplicates: int = 0
     late_dropped: int = 0
     late_dead_lettered: int = 0
     pairs_emitted: int = 0
     unmatched_emitted: int = 0
-
-    def add(self, other: JoinCounters) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -73,12 +59,14 @@ class JoinOutput:
     counters: JoinCounters
 
 
-class JoinOperator:
+class JoinOperator(StatefulOperator[JoinDefinition, JoinCounters]):
     """Per-partition interval join; build with :meth:`build`."""
 
+    kind = describes = definition_name = "join"
+    counters_type = JoinCounters
+
     def __init__(self, definition: JoinDefinition) -> None:
-        self.definition = definition
-        self.counters = JoinCounters()
+        super().__init__(definition)
         self._before, self._after = definition.before_ms, definition.after_ms
         self._types = {n: POLARS_TYPES[t] for n, t in definition.field_types}
         key = POLARS_TYPES[definition.key_type]
@@ -101,7 +89,6 @@ class JoinOperator:
         }
         self._left = pl.DataFrame(schema=self._left_schema)
         self._right = pl.DataFrame(schema=self._right_schema)
-        self._watermark: int | None = None
         self._seen: list[int | None] = [None] * definition.inputs
 
     def _side_schema(self, side: str, id_col: str, time_col: str) -> dict[str, pl.DataType]:
@@ -112,17 +99,6 @@ class JoinOperator:
             time_col: pl.Int64(),
             **{f"{side}.{n}": t for n, t in self._types.items()},
         }
-
-    @classmethod
-    def build(cls, definition: JoinDefinition, resume_state: bytes | None = None) -> JoinOperator:
-        op = cls(definition)
-        if resume_state is not None:
-            op._restore(resume_state)
-        return op
-
-    @property
-    def watermark_ms(self) -> int | None:
-        return self._watermark
 
     @property
     def buffered(self) -> int:
@@ -188,19 +164,14 @@ class JoinOperator:
     ) -> None:
         newest = [newest_time(left), newest_time(right)]
         if self.definition.inputs == 1:
-            newest = [max((v for v in newest if v is not None), default=None)]
+            newest = [latest(*newest)]
         for i in range(self.definition.inputs):
             given = seen_ms[i] if i < len(seen_ms) else None
-            found = [v for v in (newest[i], given) if v is not None]
-            if found:
-                current = self._seen[i]
-                best = max(found)
-                self._seen[i] = best if current is None else max(current, best)
+            self._seen[i] = latest(self._seen[i], newest[i], given)
         if all(v is not None for v in self._seen):
-            candidate = min(v for v in self._seen if v is not None)
-            candidate -= self.definition.allowed_lateness_ms
-            w0 = self._watermark
-            self._watermark = candidate if w0 is None else max(w0, candidate)
+            slowest = min(v for v in self._seen if v is not None)
+            lateness = self.definition.allowed_lateness_ms
+            self._watermark = advanced_watermark(self._watermark, slowest, lateness)
 
     def _close(
         self, lefts: pl.DataFrame, pairs: pl.DataFrame, counters: JoinCounters, late: pl.DataFrame
@@ -266,26 +237,13 @@ class JoinOperator:
 
     def snapshot(self) -> bytes:
         """All state as bytes; ``build(definition, resume_state=snapshot)`` continues exactly."""
-        header: dict[str, Any] = {
-            "format": _FORMAT,
-            "kind": "join",
-            "definition": self.definition.fingerprint(),
-            "watermark_ms": self._watermark,
-            "seen_ms": self._seen,
-            "counters": self.counters.as_dict(),
-        }
         left = self._left.sort([KEY, L_TIME, L_ID], nulls_last=True)  # deterministic bytes
         right = self._right.sort([KEY, R_TIME, R_ID], nulls_last=True)
-        return pack_snapshot(header, {"left": left, "right": right})
+        return self._pack({"left": left, "right": right}, seen_ms=self._seen)
 
-    def _restore(self, resume_state: bytes) -> None:
-        header, frames = unpack_snapshot(resume_state)
-        if header.get("format") != _FORMAT or header.get("kind") != "join":
-            raise SnapshotError(f"snapshot is not a format-{_FORMAT} join snapshot")
-        if header.get("definition") != self.definition.fingerprint():
-            raise SnapshotError("snapshot was taken with a different join definition")
-        self._watermark = header["watermark_ms"]
+    def _restore(self, resume_state: bytes) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+        header, frames = super()._restore(resume_state)
         self._seen = list(header["seen_ms"])
-        self.counters = JoinCounters(**header["counters"])
         self._left = self._conform(frames["left"], self._left_schema)
         self._right = self._conform(frames["right"], self._right_schema)
+        return header, frames

@@ -20,29 +20,22 @@ from __future__ import annotations
 
 import operator as op
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from pipelines.decode import glob_to_regex
-from pipelines.event_time import newest_time
+from pipelines.decode import globs_regex
+from pipelines.event_time import advanced_watermark, latest, newest_time
+from pipelines.operator_state import WATERMARK_MAX, WATERMARK_MIN, Counters, StatefulOperator
 from pipelines.pattern_spec import ConditionSpec, PatternSpec, PatternStepSpec
 from pipelines.patterns.definition import PatternDefinition
 from pipelines.patterns.nfa import Candidate, CompiledPattern, KeyState, feed, fire_due, tidy
 from pipelines.spec import POLARS_TYPES
-from pipelines.windows.state import (
-    WATERMARK_MAX,
-    WATERMARK_MIN,
-    SnapshotError,
-    pack_snapshot,
-    unpack_snapshot,
-)
 
 __all__ = ["PatternCounters", "PatternOperator", "PatternOutput"]
 
 KEY, TIME, ID, TYPE, SEQ = "key", "event_time_ms", "event_id", "event_type", "__seq"
-_FORMAT = 1
 _COMPARE: dict[str, Callable[[pl.Expr, Any], pl.Expr]] = {
     "==": op.eq,
     "!=": op.ne,
@@ -54,20 +47,13 @@ _COMPARE: dict[str, Callable[[pl.Expr, Any], pl.Expr]] = {
 
 
 @dataclass
-class PatternCounters:
+class PatternCounters(Counters):
     events_in: int = 0
     duplicates: int = 0
     late_dropped: int = 0
     late_dead_lettered: int = 0
     matches_emitted: int = 0
     absences_emitted: int = 0
-
-    def add(self, other: PatternCounters) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -84,16 +70,22 @@ class PatternOutput:
 class _Running:
     spec: PatternSpec
     compiled: CompiledPattern
+    conditions: list[pl.Expr]  # step j's condition as column ``__c<j>``
     since_seq: int  # events that arrived before the pattern was installed are not its
     keys: dict[Any, KeyState]
+
+    @classmethod
+    def of(cls, spec: PatternSpec, since_seq: int, keys: dict[Any, KeyState]) -> _Running:
+        """Compiled once per installed pattern, not once per batch."""
+        conditions = [step_condition(s).alias(f"__c{j}") for j, s in enumerate(spec.steps)]
+        return cls(spec, CompiledPattern.of(spec), conditions, since_seq, keys)
 
 
 def step_condition(step: PatternStepSpec) -> pl.Expr:
     """Whether an event satisfies a step: its type matches a glob and every ``where`` holds."""
     expr = pl.lit(True)
     if "*" not in step.event_types:
-        regex = "^(?:" + "|".join(glob_to_regex(g) for g in step.event_types) + ")$"
-        expr = pl.col(TYPE).str.contains(regex)
+        expr = pl.col(TYPE).str.contains(globs_regex(step.event_types))
     for cond in step.where:
         expr = expr & _compare(cond)
     return expr.fill_null(False)
@@ -103,12 +95,15 @@ def _compare(cond: ConditionSpec) -> pl.Expr:
     return _COMPARE[cond.op](pl.col(cond.field), pl.lit(cond.value))
 
 
-class PatternOperator:
-    """Per-partition CEP over Polars batches; build with :meth:`build`."""
+class PatternOperator(StatefulOperator[PatternDefinition, PatternCounters]):
+    """Per-partition CEP over Polars batches; build with :meth:`build` (a resumed one runs the
+    patterns its snapshot ran, which :meth:`replace_patterns` may then change)."""
+
+    kind, describes, definition_name = "patterns", "pattern", "pattern pipeline"
+    counters_type = PatternCounters
 
     def __init__(self, definition: PatternDefinition) -> None:
-        self.definition = definition
-        self.counters = PatternCounters()
+        super().__init__(definition)
         self._schema: dict[str, pl.DataType] = {
             KEY: POLARS_TYPES[definition.key_type],
             TIME: pl.Int64(),
@@ -117,24 +112,8 @@ class PatternOperator:
             **{n: POLARS_TYPES[t] for n, t in definition.field_types},
         }
         self._buffer = pl.DataFrame(schema={**self._schema, SEQ: pl.Int64()})
-        self._watermark: int | None = None
         self._seq = 0
-        self._running = [_Running(p, CompiledPattern.of(p), 0, {}) for p in definition.patterns]
-
-    @classmethod
-    def build(
-        cls, definition: PatternDefinition, resume_state: bytes | None = None
-    ) -> PatternOperator:
-        """A fresh operator, or one resumed from a :meth:`snapshot` (with the patterns that
-        snapshot ran, which :meth:`replace_patterns` may then change)."""
-        operator = cls(definition)
-        if resume_state is not None:
-            operator._restore(resume_state)
-        return operator
-
-    @property
-    def watermark_ms(self) -> int | None:
-        return self._watermark
+        self._running = [_Running.of(p, 0, {}) for p in definition.patterns]
 
     @property
     def patterns(self) -> tuple[PatternSpec, ...]:
@@ -157,7 +136,7 @@ class PatternOperator:
             if old is not None and old.spec == p:
                 running.append(old)
             else:
-                running.append(_Running(p, CompiledPattern.of(p), self._seq, {}))
+                running.append(_Running.of(p, self._seq, {}))
         self._running = running
 
     # -- the batch cycle ------------------------------------------------------------------------
@@ -174,12 +153,9 @@ class PatternOperator:
         fresh = fresh.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + self._seq).alias(SEQ))
         self._seq += fresh.height
         self._buffer = pl.concat([self._buffer, fresh])
-        newest = [v for v in (newest_time(batch), seen_ms) if v is not None]
-        if newest:
-            candidate = max(newest) - self.definition.allowed_lateness_ms
-            self._watermark = (
-                candidate if self._watermark is None else max(self._watermark, candidate)
-            )
+        newest = latest(newest_time(batch), seen_ms)
+        lateness = self.definition.allowed_lateness_ms
+        self._watermark = advanced_watermark(self._watermark, newest, lateness)
         if self.definition.late_policy == "dead_letter":
             counters.late_dead_lettered = late.height
         else:
@@ -209,18 +185,21 @@ class PatternOperator:
         return results
 
     def _match(self, r: _Running, released: pl.DataFrame, hi: int) -> list[dict[str, Any]]:
-        steps = r.spec.steps
-        conds = [step_condition(s).alias(f"__c{j}") for j, s in enumerate(steps)]
         rows = released.filter(pl.col(SEQ) >= r.since_seq, pl.col(KEY).is_not_null())
-        rows = rows.select(KEY, TIME, ID, *conds)
+        rows = rows.select(KEY, TIME, ID, *r.conditions)
         if not r.compiled.strict:
             rows = rows.filter(pl.any_horizontal(pl.exclude(KEY, TIME, ID)))
         p, out = r.compiled, []
+        keys = r.keys
         for key, t, event_id, *flags in rows.iter_rows():
-            st = r.keys.setdefault(key, KeyState())
+            st = keys.get(key)
+            if st is None:  # setdefault would build a KeyState for every event
+                st = keys[key] = KeyState()
             fired, matched = feed(p, st, (t, event_id), tuple(flags))
-            out += [self._absence(r.spec, key, d, c) for d, c in fired]
-            out += [self._match_doc(r.spec, key, c) for c in matched]
+            if fired:
+                out += [self._absence(r.spec, key, d, c) for d, c in fired]
+            if matched:
+                out += [self._match_doc(r.spec, key, c) for c in matched]
         for key in list(r.keys):
             st = r.keys[key]
             if p.absence:
@@ -262,40 +241,27 @@ class PatternOperator:
 
     def snapshot(self) -> bytes:
         """All state as bytes, including the patterns it runs; :meth:`build` continues exactly."""
-        header: dict[str, Any] = {
-            "format": _FORMAT,
-            "kind": "patterns",
-            "definition": self.definition.fingerprint(),
-            "watermark_ms": self._watermark,
-            "seq": self._seq,
-            "counters": self.counters.as_dict(),
-            "patterns": [
-                {
-                    "spec": r.spec.model_dump(mode="json"),
-                    "since_seq": r.since_seq,
-                    "keys": [[k, st.to_json()] for k, st in sorted(r.keys.items(), key=_by_key)],
-                }
-                for r in self._running
-            ],
-        }
-        return pack_snapshot(header, {"buffer": self._buffer.sort(SEQ)})
+        patterns = [
+            {
+                "spec": r.spec.model_dump(mode="json"),
+                "since_seq": r.since_seq,
+                "keys": [[k, st.to_json()] for k, st in sorted(r.keys.items(), key=_by_key)],
+            }
+            for r in self._running
+        ]
+        return self._pack({"buffer": self._buffer.sort(SEQ)}, seq=self._seq, patterns=patterns)
 
-    def _restore(self, resume_state: bytes) -> None:
-        header, frames = unpack_snapshot(resume_state)
-        if header.get("format") != _FORMAT or header.get("kind") != "patterns":
-            raise SnapshotError(f"snapshot is not a format-{_FORMAT} pattern snapshot")
-        if header.get("definition") != self.definition.fingerprint():
-            raise SnapshotError("snapshot was taken with a different pattern pipeline definition")
-        self._watermark = header["watermark_ms"]
+    def _restore(self, resume_state: bytes) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+        header, frames = super()._restore(resume_state)
         self._seq = header["seq"]
-        self.counters = PatternCounters(**header["counters"])
         self._running = []
         for doc in header["patterns"]:
             spec = PatternSpec.model_validate(doc["spec"])
             keys = {k: KeyState.from_json(st) for k, st in doc["keys"]}
-            self._running.append(_Running(spec, CompiledPattern.of(spec), doc["since_seq"], keys))
+            self._running.append(_Running.of(spec, doc["since_seq"], keys))
         schema = {**self._schema, SEQ: pl.Int64()}
         self._buffer = frames["buffer"].select([pl.col(n).cast(t) for n, t in schema.items()])
+        return header, frames
 
 
 def _by_key(item: tuple[Any, KeyState]) -> tuple[str, str]:

@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from pipelines.event_time import newest_time
+from pipelines.event_time import advanced_watermark, latest, newest_time
+from pipelines.operator_state import WATERMARK_MAX, WATERMARK_MIN, StatefulOperator
 from pipelines.windows.aggregations import (
     POLARS_TYPES,
     final_exprs,
@@ -34,39 +35,29 @@ from pipelines.windows.aggregations import (
     partial_schema,
 )
 from pipelines.windows.definitions import WindowDefinition
-from pipelines.windows.state import (
-    WATERMARK_MAX,
-    WATERMARK_MIN,
-    SnapshotError,
-    WindowCounters,
-    WindowOutput,
-    pack_snapshot,
-    unpack_snapshot,
-)
+from pipelines.windows.state import WindowCounters, WindowOutput
 
 __all__ = ["WindowOperator"]
 
 KEY, START, END, TIME, ID = "key", "window_start_ms", "window_end_ms", "event_time_ms", "event_id"
 ROW, EMITTED, CHANGED = "__row", "__emitted", "__changed"
 WINDOW_KEYS = [KEY, START, END]
-_FORMAT = 1
 
 
-class WindowOperator(ABC):
+class WindowOperator(StatefulOperator[WindowDefinition, WindowCounters], ABC):
     """Per-partition windowed aggregation over Polars batches; build with :meth:`build`."""
 
-    kind: ClassVar[str]
+    definition_name = "window"
+    counters_type = WindowCounters
     window_types: ClassVar[tuple[type, ...]] = ()  # the window definitions this class runs
     _by_window: ClassVar[dict[type, type[WindowOperator]]] = {}
 
     def __init__(self, definition: WindowDefinition) -> None:
-        self.definition = definition
-        self.counters = WindowCounters()
+        super().__init__(definition)
         self._aggs = definition.aggregations
         self._used = definition.used_fields
         self._key_dtype = POLARS_TYPES[definition.key_type]
         self._retention = definition.retention_ms
-        self._watermark: int | None = None
         types = dict(definition.field_types)
         self._state_schema: dict[str, pl.DataType] = {
             KEY: self._key_dtype,
@@ -91,21 +82,12 @@ class WindowOperator(ABC):
         super().__init_subclass__(**kwargs)
         for kind in cls.window_types:
             WindowOperator._by_window[kind] = cls
+        if "kind" in cls.__dict__:
+            cls.describes = f"{cls.kind} window"
 
     @classmethod
-    def build(
-        cls, definition: WindowDefinition, resume_state: bytes | None = None
-    ) -> WindowOperator:
-        """A fresh operator for ``definition``, or one resumed from a :meth:`snapshot`."""
-        op = WindowOperator._by_window[type(definition.window)](definition)
-        if resume_state is not None:
-            op._restore(resume_state)
-        return op
-
-    @property
-    def watermark_ms(self) -> int | None:
-        """Max event time - allowed lateness (None before any event, int64 max after flush)."""
-        return self._watermark
+    def _class_for(cls, definition: WindowDefinition) -> type[WindowOperator]:
+        return WindowOperator._by_window[type(definition.window)]
 
     @property
     def open_windows(self) -> int:
@@ -134,11 +116,8 @@ class WindowOperator(ABC):
         else:
             counters.late_dropped = late.height
             late = late.clear()
-        newest = max((v for v in (newest_time(fresh), seen_ms) if v is not None), default=None)
-        w1 = w0
-        if newest is not None:
-            candidate = newest - self.definition.allowed_lateness_ms
-            w1 = candidate if w0 is None else max(w0, candidate)
+        newest = latest(newest_time(fresh), seen_ms)
+        w1 = advanced_watermark(w0, newest, self.definition.allowed_lateness_ms)
         return self._close(w0, w1, counters, late)
 
     def flush(self) -> WindowOutput:
@@ -220,26 +199,14 @@ class WindowOperator(ABC):
 
     def snapshot(self) -> bytes:
         """All state as bytes; ``build(definition, resume_state=snapshot)`` continues exactly."""
-        header: dict[str, Any] = {
-            "format": _FORMAT,
-            "kind": self.kind,
-            "definition": self.definition.fingerprint(),
-            "watermark_ms": self._watermark,
-            "counters": self.counters.as_dict(),
-        }
         state = self._state.sort(WINDOW_KEYS, nulls_last=True)  # deterministic bytes
-        return pack_snapshot(header, {"state": state, **self._extra_frames()})
+        return self._pack({"state": state, **self._extra_frames()})
 
-    def _restore(self, resume_state: bytes) -> None:
-        header, frames = unpack_snapshot(resume_state)
-        if header.get("format") != _FORMAT or header.get("kind") != self.kind:
-            raise SnapshotError(f"snapshot is not a format-{_FORMAT} {self.kind} window snapshot")
-        if header.get("definition") != self.definition.fingerprint():
-            raise SnapshotError("snapshot was taken with a different window definition")
-        self._watermark = header["watermark_ms"]
-        self.counters = WindowCounters(**header["counters"])
+    def _restore(self, resume_state: bytes) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+        header, frames = super()._restore(resume_state)
         self._state = self._conform(self._upgrade_state(frames["state"]), self._state_schema)
         self._restore_extra(frames)
+        return header, frames
 
     # -- what subclasses provide ----------------------------------------------------------------
 

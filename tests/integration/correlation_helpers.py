@@ -10,15 +10,13 @@ from typing import Any
 
 import httpx
 import orjson
-from confluent_kafka import Producer
 
 from cluster.settings import Settings
 from pipelines.arrow_batch import is_arrow_batch, to_cloudevents
-from pipelines.envelope import rfc3339_ms
 from pipelines.pattern_spec import PatternSpec
 from tests.integration.conftest import read_topic
-from tests.integration.pipeline_helpers import TENANT
-from tests.unit.pattern_oracle import Ev, oracle_results
+from tests.integration.pipeline_helpers import all_results, one_record_per_partition
+from tests.unit.pattern_oracle import Ev, brute_force, oracle_results
 
 BASE_MS = 1_850_000_000_000
 PHASE_MS = 10_000_000  # each phase's events, and its sentinel, after the previous phase's
@@ -38,19 +36,7 @@ def event(kind: str, key: str, t: int, **payload: Any) -> dict[str, Any]:
 
 def sentinels(settings: Settings, topic: str, partitions: int, t: int) -> None:
     """One record per partition at `t`, of a type nothing selects: event time moves past all."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
-    for p in range(partitions):
-        record = {
-            "specversion": "1.0",
-            "id": f"tick-{p}-{uuid.uuid4().hex}",
-            "type": "clock.tick",
-            "source": "/tests",
-            "time": rfc3339_ms(t),
-            "aggregateid": "tick",
-            "data": {},
-        }
-        producer.produce(topic, orjson.dumps(record), b"tick", partition=p)
-    assert producer.flush(30) == 0
+    one_record_per_partition(settings, topic, partitions, t, "clock.tick", "tick")
 
 
 def on_topic(settings: Settings, topic: str, expected: int) -> list[dict[str, Any]]:
@@ -71,27 +57,6 @@ def ms(e: dict[str, Any]) -> int:
     return int(datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def all_results(http: httpx.Client, pipeline_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = http.get(
-            f"/api/v1/pipelines/{pipeline_id}/results", params={"limit": 1000, "offset": offset}
-        ).json()
-        found += page["results"]
-        offset = page["next_offset"]
-    return found
-
-
-def submit(http: httpx.Client, spec: dict[str, Any], owners: int = 2) -> str:
-    answer = http.post(
-        "/api/v1/pipelines", json={"tenant_id": TENANT, "owners": owners, "spec": spec}
-    )
-    assert answer.status_code == 201, answer.text
-    pipeline_id: str = answer.json()["pipeline_id"]
-    return pipeline_id
-
-
 UNPAID = {
     "name": "unpaid",
     "within_ms": 5_000,
@@ -101,19 +66,21 @@ UNPAID = {
         {"name": "paid", "event_types": ["order.paid"], "absent": True},
     ],
 }
-BRUTE_FORCE = {
-    "name": "brute-force",
-    "within_ms": 60_000,
-    "skip": "past_last_event",
-    "steps": [
-        {
-            "name": "fails",
-            "event_types": ["login.failed"],
-            "times": {"min": 3},
-            "where": [{"field": "risk", "op": ">", "value": 0.5}],
-        }
-    ],
-}
+BRUTE_FORCE = brute_force("risk")
+
+
+def fraud_spec(stream_id: str) -> dict[str, Any]:
+    """The pattern pipeline the pattern tests run: UNPAID and BRUTE_FORCE over orders and logins."""
+    return {
+        "pipeline_name": "fraud",
+        "source_stream": stream_id,
+        "event_types": ["order.*", "login.*"],
+        "fields": {"amount": "int", "risk": "float"},
+        "allowed_lateness_ms": 10_000,
+        "patterns": [UNPAID, BRUTE_FORCE],
+    }
+
+
 BIG_ORDER = {
     "name": "big-order",
     "within_ms": 10_000,

@@ -69,21 +69,37 @@ def publish(http: httpx.Client, stream_id: str, events: list[dict[str, Any]]) ->
         assert answer.status_code == 200, answer.text[:300]
 
 
-def close_all_windows(settings: Settings, topic: str, partitions: int) -> None:
-    """One far-future event per partition, so every partition's watermark passes every window."""
+def one_record_per_partition(
+    settings: Settings, topic: str, partitions: int, t: int, event_type: str, key: str, **data: Any
+) -> None:
+    """A CloudEvent at `t` (aggregate and record key `key`) produced to every partition."""
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     for p in range(partitions):
         event = {
             "specversion": "1.0",
-            "id": f"sentinel-{p}-{uuid.uuid4().hex}",
-            "type": "order.tick",
+            "id": f"{key}-{p}-{uuid.uuid4().hex}",
+            "type": event_type,
             "source": "/tests",
-            "time": rfc3339_ms(SENTINEL_MS),
-            "aggregateid": "sentinel",
-            "data": {"amount": 0, "customer": "sentinel"},
+            "time": rfc3339_ms(t),
+            "aggregateid": key,
+            "data": data,
         }
-        producer.produce(topic, orjson.dumps(event), b"sentinel", partition=p)
+        producer.produce(topic, orjson.dumps(event), key.encode(), partition=p)
     assert producer.flush(30) == 0
+
+
+def close_all_windows(settings: Settings, topic: str, partitions: int) -> None:
+    """One far-future event per partition, so every partition's watermark passes every window."""
+    one_record_per_partition(
+        settings,
+        topic,
+        partitions,
+        SENTINEL_MS,
+        "order.tick",
+        "sentinel",
+        amount=0,
+        customer="sentinel",
+    )
 
 
 def oracle(settings: Settings, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
@@ -107,18 +123,25 @@ def oracle(settings: Settings, topic: str) -> dict[tuple[str, int], tuple[int, i
     return {w: (c, s) for w, (c, s) in totals.items()}
 
 
-def results_of(http: httpx.Client, pipeline_id: str) -> dict[tuple[str, int], tuple[int, int]]:
-    found: dict[tuple[str, int], tuple[int, int]] = {}
+def all_results(http: httpx.Client, pipeline_id: str) -> list[dict[str, Any]]:
+    """Every stored result of a pipeline, page by page."""
+    found: list[dict[str, Any]] = []
     offset: int | None = 0
     while offset is not None:
         page = http.get(
             f"/api/v1/pipelines/{pipeline_id}/results", params={"limit": 1000, "offset": offset}
         ).json()
-        for r in page["results"]:
-            if r["key"] != "sentinel":
-                found[(r["key"], r["window_start_ms"])] = (r["orders"], r["revenue"])
+        found += page["results"]
         offset = page["next_offset"]
     return found
+
+
+def results_of(http: httpx.Client, pipeline_id: str) -> dict[tuple[str, int], tuple[int, int]]:
+    return {
+        (r["key"], r["window_start_ms"]): (r["orders"], r["revenue"])
+        for r in all_results(http, pipeline_id)
+        if r["key"] != "sentinel"
+    }
 
 
 def caught_up(http: httpx.Client, pipeline_id: str) -> dict[str, Any] | None:
@@ -129,9 +152,13 @@ def caught_up(http: httpx.Client, pipeline_id: str) -> dict[str, Any] | None:
 
 
 def submit(http: httpx.Client, stream_id: str, owners: int, **spec: Any) -> str:
+    """A windowed pipeline (spec_for with `spec`'s changes) over `stream_id`."""
+    return submit_spec(http, spec_for(stream_id, **spec), owners)
+
+
+def submit_spec(http: httpx.Client, spec: dict[str, Any], owners: int = 2) -> str:
     answer = http.post(
-        "/api/v1/pipelines",
-        json={"tenant_id": TENANT, "owners": owners, "spec": spec_for(stream_id, **spec)},
+        "/api/v1/pipelines", json={"tenant_id": TENANT, "owners": owners, "spec": spec}
     )
     assert answer.status_code == 201, answer.text
     pipeline_id: str = answer.json()["pipeline_id"]

@@ -18,14 +18,14 @@ from tests.integration.correlation_helpers import (
     BRUTE_FORCE,
     PHASE_MS,
     UNPAID,
+    fraud_spec,
     matches,
     on_topic,
     pattern_oracle,
     sentinels,
-    submit,
     traffic,
 )
-from tests.integration.pipeline_helpers import TENANT, caught_up, publish
+from tests.integration.pipeline_helpers import TENANT, caught_up, publish, submit_spec
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,15 +37,8 @@ def test_a_killed_pattern_owner_loses_and_repeats_nothing(
     import ray
 
     stream = create_stream(http, TENANT, f"cep-kill-{unique}", partitions=2)
-    spec = {
-        "pipeline_name": "fraud",
-        "source_stream": stream["stream_id"],
-        "event_types": ["order.*", "login.*"],
-        "fields": {"amount": "int", "risk": "float"},
-        "allowed_lateness_ms": 10_000,
-        "patterns": [UNPAID, BRUTE_FORCE],
-    }
-    pipeline_id = submit(http, spec)
+    spec = fraud_spec(stream["stream_id"])
+    pipeline_id = submit_spec(http, spec)
     first, second = traffic(3, BASE_MS, 1_500), traffic(4, BASE_MS + 400_000, 1_500)
     publish(http, stream["stream_id"], first)
     wait_for(lambda: caught_up(http, pipeline_id), "the first half to be processed")

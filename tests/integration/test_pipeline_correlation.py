@@ -23,24 +23,25 @@ from tests.integration.correlation_helpers import (
     BRUTE_FORCE,
     PHASE_MS,
     UNPAID,
-    all_results,
     event,
+    fraud_spec,
     matches,
     ms,
     on_topic,
     pattern_oracle,
     sentinels,
-    submit,
     traffic,
 )
 from tests.integration.pipeline_helpers import (
     TENANT,
+    all_results,
     caught_up,
     make_events,
     oracle,
     publish,
     results_of,
     spec_for,
+    submit_spec,
 )
 from tests.integration.waiting import wait_for
 
@@ -107,7 +108,7 @@ def test_join_across_two_streams_equals_the_oracle(
             for _ in range(1 + (rng.random() < 0.2)):
                 delay = rng.choice([-1_500, -500, 0, 2_000, 4_900, 7_000])
                 right.append(event("payment.captured", key, t + delay, amount=i * 10))
-    pipeline_id = submit(http, spec)
+    pipeline_id = submit_spec(http, spec)
     publish(http, orders["stream_id"], left)
     publish(http, payments["stream_id"], right)
     end = BASE_MS + PHASE_MS
@@ -138,15 +139,8 @@ def test_patterns_equal_the_oracle_and_change_without_a_restart(
     stack: Settings, http: httpx.Client, unique: str
 ) -> None:
     stream = create_stream(http, TENANT, f"activity-{unique}", partitions=2)
-    spec = {
-        "pipeline_name": "fraud",
-        "source_stream": stream["stream_id"],
-        "event_types": ["order.*", "login.*"],
-        "fields": {"amount": "int", "risk": "float"},
-        "allowed_lateness_ms": 10_000,
-        "patterns": [UNPAID, BRUTE_FORCE],
-    }
-    pipeline_id = submit(http, spec)
+    spec = fraud_spec(stream["stream_id"])
+    pipeline_id = submit_spec(http, spec)
     first = traffic(1, BASE_MS)
     publish(http, stream["stream_id"], first)
     sentinels(stack, stream["kafka_topic"], 2, BASE_MS + PHASE_MS)
@@ -202,7 +196,7 @@ def test_a_quiet_partition_closes_its_windows_after_the_idle_timeout(
     for idle_timeout_ms and event time then follows the clock."""
     stream = create_stream(http, TENANT, f"quiet-{unique}", partitions=2)
     spec = spec_for(stream["stream_id"], allowed_lateness_ms=0, idle_timeout_ms=1_000)
-    pipeline_id = submit(http, spec)
+    pipeline_id = submit_spec(http, spec)
     in_order = [
         {**e, "event_time": BASE_MS + i * 20}  # in order: nothing is late at lateness 0
         for i, e in enumerate(make_events(500, seed=9))
@@ -233,7 +227,7 @@ def test_a_join_on_correlation_id_equals_the_oracle(
             "after_ms": AFTER_MS,
         },
     }
-    pipeline_id = submit(http, spec)
+    pipeline_id = submit_spec(http, spec)
     rng = random.Random(11)
     events = []
     for i in range(400):

@@ -22,6 +22,24 @@ OPS = {
 Result = tuple[Any, ...]
 
 
+def brute_force(risk_field: str) -> dict[str, Any]:
+    """The brute-force login pattern the tests and the benchmark run: three or more failed
+    logins with ``risk_field > 0.5`` within a minute, no overlapping matches."""
+    return {
+        "name": "brute-force",
+        "within_ms": 60_000,
+        "skip": "past_last_event",
+        "steps": [
+            {
+                "name": "fails",
+                "event_types": ["login.failed"],
+                "times": {"min": 3},
+                "where": [{"field": risk_field, "op": ">", "value": 0.5}],
+            }
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class Ev:
     key: str | None

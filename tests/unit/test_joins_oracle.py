@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.errors import SnapshotError
 from pipelines.joins import JoinDefinition, JoinOperator
+from pipelines.operator_state import unpack_snapshot
 from pipelines.spec import PipelineSpec
-from pipelines.windows.state import SnapshotError, unpack_snapshot
 
 MIN, MAX = -(2**63), 2**63 - 1
 HYPOTHESIS = settings(

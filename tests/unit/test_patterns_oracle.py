@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.errors import SnapshotError
+from pipelines.operator_state import unpack_snapshot
 from pipelines.pattern_spec import PatternSpec
 from pipelines.patterns import PatternDefinition, PatternOperator
-from pipelines.windows.state import SnapshotError, unpack_snapshot
-from tests.unit.pattern_oracle import OPS, Ev, Result, oracle_results
+from tests.unit.pattern_oracle import OPS, Ev, Result, brute_force, oracle_results
 
 MIN, MAX = -(2**63), 2**63 - 1
 HYPOTHESIS = settings(
@@ -247,21 +248,7 @@ def test_a_live_change_keeps_unchanged_patterns_and_starts_new_ones_fresh(
 
 
 def test_brute_force_login_example() -> None:
-    fails = PatternSpec.model_validate(
-        {
-            "name": "brute-force",
-            "within_ms": 60_000,
-            "skip": "past_last_event",
-            "steps": [
-                {
-                    "name": "fails",
-                    "event_types": ["login.failed"],
-                    "times": {"min": 3},
-                    "where": [{"field": "ip_risk", "op": ">", "value": 0.5}],
-                }
-            ],
-        }
-    )
+    fails = PatternSpec.model_validate(brute_force("ip_risk"))
     op = PatternOperator.build(PatternDefinition((fails,), field_types=(("ip_risk", "float"),)))
     batch = pl.DataFrame(
         {

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from pipelines.operator_state import pack_snapshot, unpack_snapshot
 from pipelines.windows import (
     Aggregation,
     HoppingWindow,
@@ -30,7 +31,6 @@ from pipelines.windows import (
     WindowOperator,
     WindowOutput,
 )
-from pipelines.windows.state import pack_snapshot, unpack_snapshot
 from tests.unit.oracle import Event, Oracle
 
 FIELDS: tuple[tuple[str, Any], ...] = (("b", "bool"), ("s", "str"), ("v", "int"), ("x", "float"))
