@@ -24,33 +24,19 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
-from confluent_kafka import KafkaError, Producer
 
-from cluster.kafka.clients import client_config
+from benchmarks.datagen import produce_chunks
 from cluster.settings import Settings
 from pipelines.arrow_batch import partition_of
 from pipelines.pattern_spec import PatternSpec
-from tests.unit.pattern_oracle import Ev, oracle_results
+from tests.unit.pattern_oracle import Ev, brute_force, oracle_results
 
 JOIN_AFTER_MS = 60_000
 JOIN_LEFT, JOIN_RIGHT = "order.created", "payment."
-PATTERN: dict[str, Any] = {
-    "name": "brute-force",
-    "within_ms": 60_000,
-    "skip": "past_last_event",
-    "steps": [
-        {
-            "name": "fails",
-            "event_types": ["login.failed"],
-            "times": {"min": 3},
-            "where": [{"field": "ip_risk", "op": ">", "value": 0.5}],
-        }
-    ],
-}
+PATTERN = brute_force("ip_risk")
 PATTERN_KEYS = 1_000
 PATTERN_STEP_MS = 10  # one event per 10 ms of event time: ~10 s between a user's events
 ORDER_STEP_MS = 20
@@ -195,44 +181,10 @@ def encode(events: Events) -> list[bytes]:
 
 
 def preload(settings: Settings, topic: str, events: Events, chunk: int = 100_000) -> float:
-    """Produce every event to its partition with its event time as the record timestamp (as
-    benchmarks.datagen.preload does); answers the seconds it took, flush included."""
-    producer = Producer(
-        client_config(
-            settings,
-            **{"linger.ms": 50, "batch.size": 4_000_000, "acks": "1"},
-            **{"queue.buffering.max.messages": 1_000_000},
-        )
-    )
-    errors: list[str] = []
-
-    def report(err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            errors.append(err.str())
-
-    began = time.perf_counter()
-    for start in range(0, events.count, chunk):
-        part = events.frame.slice(start, chunk)
-        values = encode(Events(part, events.payload))
-        keys, parts, times = (part.get_column(c).to_list() for c in ("key", "partition", "time_ms"))
-        for value, key, partition, ts in zip(values, keys, parts, times, strict=True):
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value,
-                        key.encode(),
-                        partition=partition,
-                        timestamp=ts,
-                        on_delivery=report,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(120) or errors:
-        raise RuntimeError(f"pre-loading {topic} failed: {len(errors)} errors, e.g. {errors[:1]}")
-    return time.perf_counter() - began
+    """Produce every event to its partition with its event time as the record timestamp
+    (benchmarks.datagen.produce_chunks); answers the seconds it took, flush included."""
+    parts = (events.frame.slice(start, chunk) for start in range(0, events.count, chunk))
+    return produce_chunks(settings, topic, ((p, encode(Events(p, events.payload))) for p in parts))
 
 
 # -- oracles --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ than an hour ahead. One later sentinel per partition then closes every window.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,19 @@ def sentinel_events(partitions: int, base_ms: int) -> pl.DataFrame:
 
 def preload(settings: Settings, topic: str, workload: Workload, chunk: int = 200_000) -> float:
     """Produce every event, then the sentinels; answers the seconds it took (flush included)."""
+    frames = [workload.events, sentinel_events(workload.partitions, workload.base_ms)]
+    parts = (
+        frame.slice(start, chunk) for frame in frames for start in range(0, frame.height, chunk)
+    )
+    return produce_chunks(settings, topic, ((part, encode_values(part)) for part in parts))
+
+
+def produce_chunks(
+    settings: Settings, topic: str, chunks: Iterable[tuple[pl.DataFrame, list[bytes]]]
+) -> float:
+    """Produce each chunk's values (encoded lazily by the caller's iterator) to the chunk's
+    `partition` with `time_ms` as the record timestamp and `key` as the key; answers the seconds
+    it took, flush included. Raises if any record was not delivered."""
     producer = Producer(
         client_config(
             settings,
@@ -170,11 +184,8 @@ def preload(settings: Settings, topic: str, workload: Workload, chunk: int = 200
             errors.append(err.str())
 
     began = time.perf_counter()
-    frames = [workload.events, sentinel_events(workload.partitions, workload.base_ms)]
-    for frame in frames:
-        for start in range(0, frame.height, chunk):
-            part = frame.slice(start, chunk)
-            _produce(producer, topic, part, encode_values(part), report)
+    for part, values in chunks:
+        _produce(producer, topic, part, values, report)
     if producer.flush(120) or errors:
         raise RuntimeError(f"pre-loading {topic} failed: {len(errors)} errors, e.g. {errors[:1]}")
     return time.perf_counter() - began

@@ -33,8 +33,9 @@ STATUS_EVERY_S = 2.0
 ENDED = {"FAILED", "STOPPED", "SUCCEEDED"}
 
 
-def create_stream(http: httpx.Client, name: str, partitions: int) -> tuple[str, str]:
-    """A stream in the bench tenant; answers (stream_id, kafka topic)."""
+def create_stream(http: httpx.Client, name: str, partitions: int, **config: Any) -> tuple[str, str]:
+    """A stream in the bench tenant (more StreamConfig fields in `config`, e.g. `schemas`);
+    answers (stream_id, kafka topic)."""
     body = {
         "stream_name": name,
         "topic_name": name,
@@ -42,6 +43,7 @@ def create_stream(http: httpx.Client, name: str, partitions: int) -> tuple[str, 
         "tenant_id": TENANT,
         "partitions": partitions,
         "replication_factor": 1,
+        **config,
     }
     answer = http.post("/api/v1/streams", json=body)
     answer.raise_for_status()
@@ -111,8 +113,26 @@ class PipelineRun:
         self, expected: int, partitions: int, live: Callable[[str], None], total_events: int
     ) -> tuple[float, float | None]:
         """Poll until `expected` results exist; answers (seconds since submit, steady-state
-        events/s). Progress counters move only at commits, so the steady state is measured from
-        the first poll that saw records committed: (records after it) / (time after it)."""
+        events/s)."""
+        return self._wait(partitions, live, total_events, expected)
+
+    def wait_committed(
+        self, partitions: int, live: Callable[[str], None], total_events: int
+    ) -> tuple[float, float | None]:
+        """Poll until the owners committed all `total_events` records (results are committed
+        with them); answers (seconds since submit, steady-state events/s)."""
+        return self._wait(partitions, live, total_events, None)
+
+    def _wait(
+        self,
+        partitions: int,
+        live: Callable[[str], None],
+        total_events: int,
+        expected: int | None,
+    ) -> tuple[float, float | None]:
+        """Until `expected` results exist (None: every record is committed). Progress counters
+        move only at commits, so the steady state is measured from the first poll that saw
+        records committed: (records after it) / (time after it)."""
         first: float | None = None
         first_count = 0
         end = time.perf_counter() + DEADLINE_S
@@ -122,24 +142,23 @@ class PipelineRun:
             if now >= next_status:
                 self._check_running()
                 next_status = now + STATUS_EVERY_S
-            count = self.result_count()
+            count = self.result_count() if expected is not None else 0
             consumed = self.records_in(partitions)
             if first is None and consumed:
                 first, first_count = now, consumed
             if self.owners_ready_s is None and len(self.cpu.pids) >= self.owners:
                 self.owners_ready_s = now - self.submitted_at
-            if count >= expected:
+            done = consumed >= total_events if expected is None else count >= expected
+            if done:
                 self.cpu.sample()
                 rate = None
                 if first is not None and now > first and total_events > first_count:
                     rate = (total_events - first_count) / (now - first)
                 return now - self.submitted_at, rate
-            live(
-                f"pipeline {self.pipeline_id}: {consumed:,}/{total_events:,} records, "
-                f"{count:,}/{expected:,} windows"
-            )
+            progress = f"pipeline {self.pipeline_id}: {consumed:,}/{total_events:,} records"
+            live(progress + (f", {count:,}/{expected:,} results" if expected is not None else ""))
             time.sleep(POLL_S)
-        raise TimeoutError(f"pipeline {self.pipeline_id}: no complete results in {DEADLINE_S}s")
+        raise TimeoutError(f"pipeline {self.pipeline_id}: not done in {DEADLINE_S}s")
 
     def _check_running(self) -> None:
         """Fail fast when the Ray job ended (a failed job would otherwise wait out DEADLINE_S)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,32 @@ class Context:
             },
         )
         return sample, report
+
+    def runner_trial(
+        self,
+        runs: Runs,
+        label: str,
+        args: list[str],
+        events: int,
+        python: Path | None = None,
+        check: Callable[[Path, Sample], str | None] | None = None,
+    ) -> None:
+        """One trial of a runner into `runs`. With `check`, the runner writes its results to a
+        scratch file (--results-out) and `check(file, sample)` answers what is wrong with them
+        (None: nothing), noted in `runs.failures`. A failed trial is noted, never raised."""
+        self.progress(f"{runs.name}, {label} ...")
+        out = self.work_dir / f"{uuid.uuid4().hex}.ndjson"
+        try:
+            with_out = [*args, "--results-out", str(out)] if check else args
+            sample, report = self.runner_sample(with_out, events, python)
+            problem = check(out, sample) if check else None
+            if problem:
+                runs.failures.append(f"{label}: {problem}")
+            if report["events"] < events:
+                runs.failures.append(f"{label}: read {report['events']} of {events} events")
+            runs.add(sample)
+            self.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
+        except Exception as exc:
+            runs.fail(label, exc, self.progress)
+        finally:
+            out.unlink(missing_ok=True)

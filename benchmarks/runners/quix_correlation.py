@@ -22,28 +22,15 @@ the start). Other settings are Quix defaults (at-least-once, RocksDB state, chan
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import sys
-import tempfile
-import time
 import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from quixstreams import Application
+from quix_common import Clock, new_app, write_results
 from quixstreams.state import State
 
 AFTER_MS = 60_000
 WITHIN_MS, TIMES, RISK_ABOVE = 60_000, 3, 0.5
-
-
-def usage() -> tuple[float, int]:
-    """CPU seconds and VmHWM (ru_maxrss would include the parent's peak, carried over exec)."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return ru.ru_utime + ru.ru_stime, peak * 1024
 
 
 def records_on(bootstrap: str, topics: list[str]) -> int:
@@ -90,27 +77,13 @@ def main() -> None:
     topics = [args.topic] + ([args.right_topic] if args.mode == "join" else [])
     total = records_on(args.bootstrap, topics)
 
-    state_dir = tempfile.mkdtemp(prefix="quix-bench-")
-    cpu0, _ = usage()
-    t0 = time.perf_counter()
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=f"quix-bench-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        state_dir=state_dir,
-        loglevel="WARNING",
-    )
+    clock = Clock()
+    app = new_app(args.bootstrap)
     results: list[dict[str, Any]] = []
-    first: list[float] = []
-    done: list[float] = []
-    events = [0]
 
     def on_event(_value: Any) -> None:
-        if not first:
-            first.append(time.perf_counter() - t0)
-        events[0] += 1
-        if events[0] >= total and not done:
-            done.append(time.perf_counter() - t0)
+        clock.saw_event()
+        if clock.events >= total and clock.finish():
             app.stop()  # takes effect once this record went through the whole dataframe
 
     def source(name: str) -> Any:
@@ -132,22 +105,8 @@ def main() -> None:
         sdf = source(args.topic).apply(detect, stateful=True, metadata=True)
         sdf = sdf.filter(lambda v: v is not None).update(results.append)
     app.run()
-    seconds = done[0] if done else time.perf_counter() - t0
-    cpu, peak = usage()
-    line = {
-        "events": events[0],
-        "seconds": seconds,
-        "cpu_s": cpu - cpu0,
-        "peak_rss_bytes": peak,
-        "first_record_s": first[0] if first else None,
-        "results": len(results),
-    }
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
-    if args.results_out:
-        with open(args.results_out, "w") as out:
-            for r in results:
-                out.write(json.dumps(r) + "\n")
+    clock.report(results=len(results))
+    write_results(args.results_out, results)
 
 
 if __name__ == "__main__":

@@ -14,24 +14,10 @@ sentinel event closes every window as it does for our pipeline. Other settings a
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import sys
-import tempfile
-import time
-import uuid
 from typing import Any
 
-from quixstreams import Application
+from quix_common import Clock, new_app, write_results
 from quixstreams.dataframe.windows import Count, Sum
-
-
-def usage() -> tuple[float, int]:
-    """CPU seconds and VmHWM (ru_maxrss would include the parent's peak, carried over exec)."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return ru.ru_utime + ru.ru_stime, peak * 1024
 
 
 def main() -> None:
@@ -42,32 +28,18 @@ def main() -> None:
     parser.add_argument("--results-out", default=None)
     args = parser.parse_args()
 
-    state_dir = tempfile.mkdtemp(prefix="quix-bench-")
-    cpu0, _ = usage()
-    t0 = time.perf_counter()
-    app = Application(
-        broker_address=args.bootstrap,
-        consumer_group=f"quix-bench-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        state_dir=state_dir,
-        loglevel="WARNING",
-    )
+    clock = Clock()
+    app = new_app(args.bootstrap)
     topic = app.topic(args.topic, value_deserializer="json", key_deserializer="str")
     sdf = app.dataframe(topic)
     results: list[dict[str, Any]] = []
-    first: list[float] = []
-    done: list[float] = []
-    events = [0]
 
     def on_event(_value: Any) -> None:
-        if not first:
-            first.append(time.perf_counter() - t0)
-        events[0] += 1
+        clock.saw_event()
 
     def on_result(value: Any, key: Any, _timestamp: int, _headers: Any) -> None:
         results.append({"key": key, "window_start_ms": value["start"], **value})
-        if len(results) >= args.expected and not done:
-            done.append(time.perf_counter() - t0)
+        if len(results) >= args.expected and clock.finish():
             app.stop()
 
     sdf = sdf.update(on_event)
@@ -76,23 +48,9 @@ def main() -> None:
     sdf = sdf.final(closing_strategy="partition")
     sdf = sdf.update(on_result, metadata=True)
     app.run()
-    seconds = done[0] if done else time.perf_counter() - t0
-    cpu, peak = usage()
-    line = {
-        "events": events[0],
-        "seconds": seconds,
-        "cpu_s": cpu - cpu0,
-        "peak_rss_bytes": peak,
-        "first_record_s": first[0] if first else None,
-        "windows": len(results),
-    }
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
-    if args.results_out:
-        with open(args.results_out, "w") as out:
-            for r in results:
-                row = {k: r[k] for k in ("key", "window_start_ms", "orders", "revenue")}
-                out.write(json.dumps(row) + "\n")
+    clock.report(windows=len(results))
+    fields = ("key", "window_start_ms", "orders", "revenue")
+    write_results(args.results_out, ({k: r[k] for k in fields} for r in results))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -37,12 +37,11 @@ from benchmarks.correlation_data import (
 )
 from benchmarks.datagen import sentinel_keys
 from benchmarks.measure import Runs, Sample, ratio
-from benchmarks.pipeline_run import ENDED, POLL_S, PipelineRun, create_stream
+from benchmarks.pipeline_run import PipelineRun, create_stream
 from benchmarks.scenario import ROOT, Context, ScenarioResult
 
 QUIX_JOIN, OURS_JOIN = "Quix Streams join_interval", "our join pipeline"
 QUIX_PATTERN, OURS_PATTERN = "Quix Streams stateful pattern", "our pattern pipeline"
-DEADLINE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -193,29 +192,17 @@ def run(ctx: Context) -> ScenarioResult:
 
 
 def _quix_trial(ctx: Context, runs: Runs, label: str, work: Workload) -> None:
-    ctx.progress(f"{runs.name}, {label} ...")
-    out = ctx.work_dir / f"{uuid.uuid4().hex}.ndjson"
-    script = str(ROOT / "benchmarks" / "runners" / "quix_correlation.py")
-    try:
-        args = [script, *work.quix_args, "--results-out", str(out)]
-        sample, report = ctx.runner_sample(args, work.records, ctx.quix_python)
+    def check(out: Path, sample: Sample) -> str | None:
         docs = [orjson.loads(line) for line in out.read_bytes().splitlines() if line]
-        found = [_quix(d, work.mode) for d in docs]
-        _check(runs, label, sample, found, work)
-        if report["events"] < work.records:
-            runs.failures.append(f"{label}: read {report['events']} of {work.records} records")
-        runs.add(sample)
-        ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
-    except Exception as exc:
-        runs.fail(label, exc, ctx.progress)
-    finally:
-        out.unlink(missing_ok=True)
+        return _compare(sample, [_quix(d, work.mode) for d in docs], work)
+
+    script = str(ROOT / "benchmarks" / "runners" / "quix_correlation.py")
+    args = [script, *work.quix_args]
+    ctx.runner_trial(runs, label, args, work.records, ctx.quix_python, check=check)
 
 
-def _check(
-    runs: Runs, label: str, sample: Sample, found: list[tuple[Any, ...]], work: Workload
-) -> None:
-    """Results equal the oracle: the same set, and nothing emitted twice."""
+def _compare(sample: Sample, found: list[tuple[Any, ...]], work: Workload) -> str | None:
+    """Results equal the oracle: the same set, and nothing emitted twice; else what differs."""
     distinct = set(found)
     equal = distinct == work.expected and len(found) == len(distinct)
     sample.extra.update(
@@ -225,11 +212,12 @@ def _check(
         unexpected=len(distinct - work.expected),
         duplicates=len(found) - len(distinct),
     )
-    if not equal:
-        runs.failures.append(
-            f"{label}: results differ from the oracle ({len(work.expected - distinct)} missing, "
-            f"{len(distinct - work.expected)} unexpected, {len(found) - len(distinct)} twice)"
-        )
+    if equal:
+        return None
+    return (
+        f"results differ from the oracle ({len(work.expected - distinct)} missing, "
+        f"{len(distinct - work.expected)} unexpected, {len(found) - len(distinct)} twice)"
+    )
 
 
 def _pipeline_trial(ctx: Context, runs: Runs, label: str, work: Workload) -> None:
@@ -238,8 +226,8 @@ def _pipeline_trial(ctx: Context, runs: Runs, label: str, work: Workload) -> Non
         before = ctx.service_cpu()
         pipeline = PipelineRun(ctx.bench, ctx.http, work.spec, ctx.config.pipeline_owners)
         try:
-            seconds, steady = _wait_committed(
-                ctx, pipeline, work.records, ctx.progress.live, pipeline.submitted_at
+            seconds, steady = pipeline.wait_committed(
+                ctx.config.partitions, ctx.progress.live, work.records
             )
             after = ctx.service_cpu()
             sample = Sample(
@@ -256,7 +244,9 @@ def _pipeline_trial(ctx: Context, runs: Runs, label: str, work: Workload) -> Non
                 },
             )
             docs = [orjson.loads(v) for v in pipeline.redis.hvals(f"{pipeline.base}:res")]
-            _check(runs, label, sample, [_ours(d, work.mode) for d in docs], work)
+            problem = _compare(sample, [_ours(d, work.mode) for d in docs], work)
+            if problem:
+                runs.failures.append(f"{label}: {problem}")
             if sample.extra["lag_at_end"]:
                 runs.failures.append(f"{label}: lag {sample.extra['lag_at_end']} at the end")
         finally:
@@ -267,40 +257,3 @@ def _pipeline_trial(ctx: Context, runs: Runs, label: str, work: Workload) -> Non
         ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
     except Exception as exc:  # one failed trial must not lose the others
         runs.fail(label, exc, ctx.progress)
-
-
-def _wait_committed(
-    ctx: Context,
-    pipeline: PipelineRun,
-    total: int,
-    live: Callable[[str], None],
-    submitted_at: float,
-) -> tuple[float, float | None]:
-    """Poll until the owners committed every record (their results are committed with them);
-    answers (seconds since submit, steady-state events/s from the first commit seen)."""
-    partitions = ctx.config.partitions
-    first: float | None = None
-    first_count = 0
-    end = time.perf_counter() + DEADLINE_S
-    next_status = time.perf_counter()
-    while time.perf_counter() < end:
-        now = time.perf_counter()
-        if now >= next_status:
-            state = ctx.http.get(f"/api/v1/pipelines/{pipeline.pipeline_id}").json().get("state")
-            if state in ENDED:
-                raise RuntimeError(f"pipeline {pipeline.pipeline_id}: its Ray job is {state}")
-            next_status = now + 2.0
-        consumed = pipeline.records_in(partitions)
-        if first is None and consumed:
-            first, first_count = now, consumed
-        if pipeline.owners_ready_s is None and len(pipeline.cpu.pids) >= pipeline.owners:
-            pipeline.owners_ready_s = now - submitted_at
-        if consumed >= total:
-            pipeline.cpu.sample()
-            steady = None
-            if first is not None and now > first and total > first_count:
-                steady = (total - first_count) / (now - first)
-            return now - submitted_at, steady
-        live(f"pipeline {pipeline.pipeline_id}: {consumed:,}/{total:,} records committed")
-        time.sleep(POLL_S)
-    raise TimeoutError(f"pipeline {pipeline.pipeline_id}: not caught up in {DEADLINE_S}s")

@@ -56,24 +56,7 @@ def run(ctx: Context) -> ScenarioResult:
         label = f"trial {trial}/{config.trials}"
         for kind, batch in batches.items():
             ctx.progress(f"{batch.name}, {label} ...")
-            args = [
-                "-m",
-                "benchmarks.runners.http_load",
-                "batch",
-                "--url",
-                url,
-                "--stream-id",
-                stream_id,
-                "--events",
-                str(config.publish_events),
-                "--batch",
-                str(config.batch_size),
-                "--clients",
-                str(config.clients),
-                "--format",
-                kind,
-            ]
-            _http_trial(ctx, batch, label, args, pids)
+            _http_trial(ctx, batch, label, batch_load_args(ctx, stream_id, kind), pids)
         ctx.progress(f"{RAW}, {label} ...")
         try:
             sample, report = ctx.runner_sample(
@@ -177,6 +160,28 @@ def run(ctx: Context) -> ScenarioResult:
     ]
     result.extra = {"stream_topic": topic, "serve_pids": pids}
     return result
+
+
+def batch_load_args(ctx: Context, stream_id: str, kind: str) -> list[str]:
+    """benchmarks.runners.http_load's batch load into `stream_id`, in body format `kind`."""
+    config = ctx.config
+    return [
+        "-m",
+        "benchmarks.runners.http_load",
+        "batch",
+        "--url",
+        ctx.bench.settings.api_url,
+        "--stream-id",
+        stream_id,
+        "--events",
+        str(config.publish_events),
+        "--batch",
+        str(config.batch_size),
+        "--clients",
+        str(config.clients),
+        "--format",
+        kind,
+    ]
 
 
 def _http_trial(

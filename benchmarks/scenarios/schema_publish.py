@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-from benchmarks.datagen import TENANT
 from benchmarks.measure import Runs, Target, ratio
+from benchmarks.pipeline_run import create_stream
 from benchmarks.scenario import Context, ScenarioResult
-from benchmarks.scenarios.http_publish import _http_trial, serve_pids
+from benchmarks.scenarios.http_publish import _http_trial, batch_load_args, serve_pids
 
 ORDER_SCHEMA = {  # what benchmarks.runners.http_load's events carry
     "type": "object",
@@ -20,20 +20,6 @@ ORDER_SCHEMA = {  # what benchmarks.runners.http_load's events carry
     "additionalProperties": False,
 }
 FORMATS = {"json": "JSON", "arrow": "Arrow IPC"}
-
-
-def _stream(ctx: Context, name: str, schemas: dict[str, int] | None) -> str:
-    body = {
-        "stream_name": name,
-        "topic_name": name,
-        "source_capability": "bench",
-        "tenant_id": TENANT,
-        "partitions": ctx.config.partitions,
-        "schemas": schemas or {},
-    }
-    answer = ctx.http.post("/api/v1/streams", json=body)
-    answer.raise_for_status()
-    return str(answer.json()["stream_id"])
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -52,8 +38,13 @@ def run(ctx: Context) -> ScenarioResult:
     registered.raise_for_status()
     schema_id = int(registered.json()["schema_id"])
     streams = {
-        "plain": _stream(ctx, f"plain-{suffix}", None),
-        "schema": _stream(ctx, f"checked-{suffix}", {"order.placed": schema_id}),
+        "plain": create_stream(ctx.http, f"plain-{suffix}", config.partitions)[0],
+        "schema": create_stream(
+            ctx.http,
+            f"checked-{suffix}",
+            config.partitions,
+            schemas={"order.placed": schema_id},
+        )[0],
     }
     runs = {
         (kind, mode): Runs(
@@ -71,23 +62,7 @@ def run(ctx: Context) -> ScenarioResult:
         label = f"trial {trial}/{config.trials}"
         for (kind, mode), batch in runs.items():
             ctx.progress(f"{batch.name}, {label} ...")
-            args = [
-                "-m",
-                "benchmarks.runners.http_load",
-                "batch",
-                "--url",
-                ctx.bench.settings.api_url,
-                "--stream-id",
-                streams[mode],
-                "--events",
-                str(config.publish_events),
-                "--batch",
-                str(config.batch_size),
-                "--clients",
-                str(config.clients),
-                "--format",
-                kind,
-            ]
+            args = batch_load_args(ctx, streams[mode], kind)
             _http_trial(ctx, batch, label, args, pids)
     ratios = {
         kind: ratio(runs[(kind, "schema")].median_rate(), runs[(kind, "plain")].median_rate())

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from benchmarks.datagen import Workload, make_workload, normalise, preload
-from benchmarks.measure import Runs, Target, ratio
+from benchmarks.measure import Runs, Sample, Target, ratio
 from benchmarks.pipeline_run import create_stream, timed_pipeline_trial
 from benchmarks.scenario import ROOT, Context, ScenarioResult
 
@@ -64,31 +65,16 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         runs[QUIX].failures.append("Quix Streams venv could not be set up")
     bootstrap = ctx.bench.settings.kafka_bootstrap
     common = ["--bootstrap", bootstrap, "--topic", loaded.topic]
+    same = partial(_same_windows, loaded)
     for trial in range(1, config.trials + 1):
         label = f"trial {trial}/{config.trials}"
-        _runner_trial(
-            ctx,
-            runs[RAW],
-            label,
-            ["-m", "benchmarks.runners.raw_consume", *common],
-            n,
-            None,
-            loaded,
-        )
-        _runner_trial(
-            ctx,
-            runs[BULK],
-            label,
-            ["-m", "benchmarks.runners.bulk_polars", *common],
-            n,
-            None,
-            loaded,
-            check=True,
-        )
+        ctx.runner_trial(runs[RAW], label, ["-m", "benchmarks.runners.raw_consume", *common], n)
+        args = ["-m", "benchmarks.runners.bulk_polars", *common]
+        ctx.runner_trial(runs[BULK], label, args, n, check=same)
         if ctx.quix_python is not None:
             script = str(ROOT / "benchmarks" / "runners" / "quix_window.py")
             args = [script, *common, "--expected", str(loaded.expected.height)]
-            _runner_trial(ctx, runs[QUIX], label, args, n, ctx.quix_python, loaded, check=True)
+            ctx.runner_trial(runs[QUIX], label, args, n, ctx.quix_python, check=same)
         ctx.progress(f"{OURS}, {label} ...")
         try:
             sample, ok = timed_pipeline_trial(
@@ -153,32 +139,7 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
     return result
 
 
-def _runner_trial(
-    ctx: Context,
-    runs: Runs,
-    label: str,
-    args: list[str],
-    events: int,
-    python: Path | None,
-    loaded: LoadedTopic,
-    check: bool = False,
-) -> None:
-    ctx.progress(f"{runs.name}, {label} ...")
-    out = ctx.work_dir / f"{uuid.uuid4().hex}.ndjson"
-    try:
-        sample, report = ctx.runner_sample(
-            [*args, "--results-out", str(out)] if check else args, events, python
-        )
-        if check:
-            equal = normalise(pl.read_ndjson(out)).equals(loaded.expected)
-            sample.extra["results_equal"] = equal
-            if not equal:
-                runs.failures.append(f"{label}: results differ from the oracle")
-        if report["events"] < events:
-            runs.failures.append(f"{label}: read {report['events']} of {events} events")
-        runs.add(sample)
-        ctx.progress(f"{runs.name}, {label}: {sample.rate:,.0f} events/s")
-    except Exception as exc:
-        runs.fail(label, exc, ctx.progress)
-    finally:
-        out.unlink(missing_ok=True)
+def _same_windows(loaded: LoadedTopic, out: Path, sample: Sample) -> str | None:
+    equal = normalise(pl.read_ndjson(out)).equals(loaded.expected)
+    sample.extra["results_equal"] = equal
+    return None if equal else "results differ from the oracle"

@@ -13,8 +13,6 @@ from cluster.settings import Settings
 from cluster.stack import local_stack
 from cluster.stack.demo import run_demo
 
-COMMANDS = ("up", "down", "status", "run")
-
 
 def register(subparsers: Any) -> None:
     subparsers.add_parser(
