@@ -33,6 +33,11 @@ STATUS_EVERY_S = 2.0
 ENDED = {"FAILED", "STOPPED", "SUCCEEDED"}
 
 
+# Streams that only feed pipelines skip the event store's per-event index, as a user's
+# high-volume analytic stream would (StreamConfig.event_store); the front-door scenarios keep it.
+ANALYTIC = {"event_store": False}
+
+
 def create_stream(http: httpx.Client, name: str, partitions: int, **config: Any) -> tuple[str, str]:
     """A stream in the bench tenant (more StreamConfig fields in `config`, e.g. `schemas`);
     answers (stream_id, kafka topic)."""

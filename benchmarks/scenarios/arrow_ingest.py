@@ -11,7 +11,7 @@ import uuid
 
 from benchmarks.datagen import make_workload
 from benchmarks.measure import Runs, Sample, Target, ratio
-from benchmarks.pipeline_run import PipelineRun, create_stream, window_spec
+from benchmarks.pipeline_run import ANALYTIC, PipelineRun, create_stream, window_spec
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios.end_to_end import wait_owners
 
@@ -60,7 +60,9 @@ def run(ctx: Context) -> ScenarioResult:
 
 def _trial(ctx: Context) -> tuple[Sample, Sample]:
     config, settings = ctx.config, ctx.bench.settings
-    stream_id, _topic = create_stream(ctx.http, f"arrow-{uuid.uuid4().hex[:8]}", config.partitions)
+    stream_id, _topic = create_stream(
+        ctx.http, f"arrow-{uuid.uuid4().hex[:8]}", config.partitions, **ANALYTIC
+    )
     workload = make_workload(config.window_events, config.partitions)
     expected = workload.expected()
     run = PipelineRun(ctx.bench, ctx.http, window_spec(stream_id), owners=2)

@@ -37,7 +37,7 @@ from benchmarks.correlation_data import (
 )
 from benchmarks.datagen import sentinel_keys
 from benchmarks.measure import Runs, Sample, ratio
-from benchmarks.pipeline_run import PipelineRun, create_stream
+from benchmarks.pipeline_run import ANALYTIC, PipelineRun, create_stream
 from benchmarks.scenario import ROOT, Context, ScenarioResult
 
 QUIX_JOIN, OURS_JOIN = "Quix Streams join_interval", "our join pipeline"
@@ -57,7 +57,7 @@ class Workload:
 
 def _load(ctx: Context, name: str, events: Events) -> tuple[str, str]:
     stream_id, topic = create_stream(
-        ctx.http, f"{name}-{uuid.uuid4().hex[:8]}", ctx.config.partitions
+        ctx.http, f"{name}-{uuid.uuid4().hex[:8]}", ctx.config.partitions, **ANALYTIC
     )
     seconds = preload(ctx.bench.settings, topic, events)
     ctx.progress(f"pre-loaded {events.count:,} events into {topic} in {seconds:.1f}s")

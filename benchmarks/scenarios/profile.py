@@ -7,14 +7,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from benchmarks.pipeline_run import create_stream
+from benchmarks.pipeline_run import ANALYTIC, create_stream
 from benchmarks.scenario import Context
 from benchmarks.scenarios.window_throughput import LoadedTopic
 
 
 def run(ctx: Context, loaded: LoadedTopic) -> dict[str, Any]:
     ctx.progress("profiling the partition owner's hot path in-process (cProfile, no Ray) ...")
-    _stream, scratch = create_stream(ctx.http, f"scratch-{uuid.uuid4().hex[:8]}", 4)
+    _stream, scratch = create_stream(ctx.http, f"scratch-{uuid.uuid4().hex[:8]}", 4, **ANALYTIC)
     settings = ctx.bench.settings
     report = ctx.run_runner(
         [

@@ -21,7 +21,7 @@ import polars as pl
 
 from benchmarks.datagen import Workload, make_workload, normalise, preload
 from benchmarks.measure import Runs, Sample, Target, ratio
-from benchmarks.pipeline_run import create_stream, timed_pipeline_trial
+from benchmarks.pipeline_run import ANALYTIC, create_stream, timed_pipeline_trial
 from benchmarks.scenario import ROOT, Context, ScenarioResult
 
 RAW, BULK, QUIX, OURS = "raw consume", "bulk decode + Polars", "Quix Streams", "our pipeline"
@@ -39,7 +39,9 @@ class LoadedTopic:
 
 def load_topic(ctx: Context) -> LoadedTopic:
     config = ctx.config
-    stream_id, topic = create_stream(ctx.http, f"window-{uuid.uuid4().hex[:8]}", config.partitions)
+    stream_id, topic = create_stream(
+        ctx.http, f"window-{uuid.uuid4().hex[:8]}", config.partitions, **ANALYTIC
+    )
     workload = make_workload(config.window_events, config.partitions)
     ctx.progress(f"pre-loading {workload.count:,} CloudEvents into {topic} ...")
     seconds = preload(ctx.bench.settings, topic, workload)

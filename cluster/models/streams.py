@@ -34,6 +34,12 @@ class StreamConfig(BaseModel):
         description="Store event data AES-256-GCM encrypted (needs a master key). Fixed at "
         "creation: apply refuses to change it.",
     )
+    event_store: bool = Field(
+        default=True,
+        description="Index the stream's events for the event store (lookup by id, queries, "
+        "aggregate appends). Off for high-volume analytic streams: the indexer reads past them. "
+        "Turned on later, earlier events are indexed by `esb events rebuild-index`.",
+    )
     schemas: dict[str, int | str] = Field(
         default_factory=dict,
         description="Event type -> schema (an id, a subject for its latest version, or "

@@ -47,7 +47,7 @@ from cluster.models.event_store import (
 )
 from cluster.models.streams import StreamRecord
 from cluster.services.bus import Bus
-from cluster.services.event_store import EventStoreService
+from cluster.services.event_store import EventStoreService, indexed
 from cluster.services.streaming import check_identifier, check_user_id
 from cluster.stores import aggregates
 from cluster.stores.aggregates import AggregateStore
@@ -84,7 +84,7 @@ class Appender:
         """Append request.events as the next versions, or none (WrongExpectedVersion)."""
         check_identifier(tenant_id, "tenant_id")
         check_user_id(user_id)
-        stream = await self._bus.streams.resolve(request.stream_id, tenant_id)
+        stream = indexed(await self._bus.streams.resolve(request.stream_id, tenant_id))
         ids = [e.event_id or str(uuid.uuid4()) for e in request.events]
         self._bus.cipher(stream)  # no master key for an encrypted stream: refused before reserving
         drafts = _drafts(stream, aggregate_type, aggregate_id, request, ids, user_id, _now_ms())

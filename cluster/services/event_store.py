@@ -27,7 +27,7 @@ import orjson
 import polars as pl
 
 from cluster import naming
-from cluster.errors import BadRequest, NotFound, ServiceUnavailable
+from cluster.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from cluster.models.event_store import EventQuery, QueryPage, StoredEvent
 from cluster.models.streams import StreamRecord
 from cluster.models.subscriptions import StartPosition
@@ -56,6 +56,16 @@ class Indexers(Protocol):
 
 
 Position = tuple[int, str, str]  # event time, stream id, member
+
+
+def indexed(stream: StreamRecord) -> StreamRecord:
+    """The stream, when the event store indexes it; a Conflict that says how to turn it on."""
+    if not stream.event_store:
+        raise Conflict(
+            f"stream {stream.stream_name!r} is not in the event store (event_store: false). "
+            "Fix: apply the stream with event_store: true, then `esb events rebuild-index`."
+        )
+    return stream
 
 
 def encode_cursor(position: Position) -> str:
@@ -118,7 +128,7 @@ class EventStoreService:
         An id in several streams answers the first stream id in order (give stream_id)."""
         key = naming.event_key(tenant_id, event_id)
         if stream_id is not None:
-            record = await self._bus.streams.resolve(stream_id, tenant_id)
+            record = indexed(await self._bus.streams.resolve(stream_id, tenant_id))
             raw: Any = await self._bus.redis.hget(key, record.stream_id)
             found: dict[str, bytes] = {record.stream_id: raw} if raw else {}
         else:
@@ -153,8 +163,8 @@ class EventStoreService:
 
     async def _streams(self, q: EventQuery, tenant_id: str) -> list[StreamRecord]:
         if not q.streams:
-            return await self._bus.streams.list(tenant_id)
-        records = [await self._bus.streams.resolve(s, tenant_id) for s in q.streams]
+            return [s for s in await self._bus.streams.list(tenant_id) if s.event_store]
+        records = [indexed(await self._bus.streams.resolve(s, tenant_id)) for s in q.streams]
         return list({r.stream_id: r for r in records}.values())
 
     async def query(self, q: EventQuery, tenant_id: str) -> QueryPage:

@@ -2,11 +2,12 @@
 indexes (cluster.stores.event_index, cluster.stores.aggregates) in Redis.
 
 One loop: consume up to `batch_size` records from the regex subscription to every `esb.<tenant>.`
-topic -> keep the records of registered streams (a dead-letter or pipeline topic is skipped,
-its offsets committed all the same) -> one pipelined Redis round trip with every index write,
-the aggregate versions (OBSERVE) and the per-partition progress -> commit the Kafka offsets,
-synchronously, only after Redis answered. A crash between the two replays the batch, which
-rewrites the same entries (idempotent). Arrow-batched records are indexed per event.
+topic -> keep the records of registered streams with event_store on (a dead-letter or pipeline
+topic, or a stream that opted out, is skipped, its offsets committed all the same) -> one
+pipelined Redis round trip with every index write, the aggregate versions (OBSERVE) and the
+per-partition progress -> commit the Kafka offsets, synchronously, only after Redis answered.
+A crash between the two replays the batch, which rewrites the same entries (idempotent).
+Arrow-batched records are indexed per event.
 
 Durability: Redis runs with AOF (appendfsync everysec on the local stack), so an index write
 that Redis answered survives a Redis restart less up to one second; the offsets commit after
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -43,6 +45,7 @@ from pipelines.envelope import decode
 from pipelines.event_frames import VERSION_ATTRIBUTE
 
 log = logging.getLogger("esb.indexer")
+STREAMS_REFRESH_S = 5.0  # how soon a stream's event_store flag change is seen
 
 
 def record_events(msg: Message, stream: StreamRecord) -> list[IndexedEvent]:
@@ -76,6 +79,7 @@ class EventIndexer:
         self.generation = int(self.redis.get(naming.INDEXER_GENERATION) or 0)
         self._observe = self.redis.register_script(aggregates.OBSERVE)
         self._topics: dict[str, StreamRecord] = {}
+        self._refreshed_at = 0.0
         self.indexed = 0
         self.consumer = self._subscribe()
 
@@ -94,13 +98,15 @@ class EventIndexer:
         raws: Any = self.redis.mget([naming.stream_key(i) for i in ids]) if ids else []
         records = [StreamRecord.model_validate_json(raw) for raw in raws if raw]
         self._topics = {r.kafka_topic: r for r in records}
+        self._refreshed_at = time.monotonic()
 
     def run_once(self, timeout_s: float = 0.5) -> int:
         """One batch: index, then commit. Answers the number of events indexed."""
         batch = self.consumer.consume(num_messages=self.batch_size, timeout=timeout_s)
         if not batch:
             return 0
-        if any(m.error() is None and (m.topic() or "") not in self._topics for m in batch):
+        stale = time.monotonic() > self._refreshed_at + STREAMS_REFRESH_S  # event_store flags
+        if stale or any(m.error() is None and (m.topic() or "") not in self._topics for m in batch):
             self._refresh_streams()  # a stream created since: at most once per batch
         events: list[IndexedEvent] = []
         progress: dict[str, dict[int, int]] = defaultdict(dict)
@@ -111,7 +117,7 @@ class EventIndexer:
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             commits[(topic, partition)] = offset + 1
             stream = self._topics.get(topic)
-            if stream is None:
+            if stream is None or not stream.event_store:
                 continue
             events.extend(record_events(msg, stream))
             progress[stream.stream_id][partition] = offset + 1

@@ -143,6 +143,13 @@ class EventStreamingService:
         changes, warnings = await asyncio.to_thread(self._reconcile_topic, record, config)
         if record.schemas != config.schemas:
             changes.append(f"schemas: {record.schemas} -> {config.schemas}")
+        if record.event_store != config.event_store:
+            changes.append(f"event_store: {record.event_store} -> {config.event_store}".lower())
+            if config.event_store:
+                warnings.append(
+                    "events published while event_store was off are indexed only after "
+                    "`esb events rebuild-index`"
+                )
         if changes:
             update = config.model_dump(exclude={"replication_factor"})
             record = record.model_copy(update=update)
