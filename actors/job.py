@@ -1,9 +1,10 @@
-"""The pipeline job's entrypoint (run by the Ray Jobs API): start and supervise partition owners.
+"""The pipeline job's entrypoint (run by the Ray Jobs API): the coordinator of its partition owners.
 
     python -m actors.job <pipeline_id>
 
-The N partitions are dealt over M owner actors. When an owner dies (ray.kill, a crashed process,
-a lost node), a new one takes its partitions over: it claims new epochs, which fences the old one
+The N partitions are dealt over M owner actors, and the owners over the Ray nodes (placement).
+When a node joins, owners move onto it; when one leaves or an owner dies (ray.kill, a crashed
+process), a new owner takes its partitions over: it claims new epochs, which fences the old one
 should it still be alive, and resumes from the last checkpoint. This lives in actors/ rather than
 pipelines/ because it drives Ray; pipelines/ stays pure.
 """
@@ -15,17 +16,22 @@ import sys
 import time
 from typing import Any
 
+import orjson
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from redis import Redis
 
 from actors.partition_owner import PartitionOwnerActor
+from actors.placement import moves, nodes_with_capacity, place
 from cluster import naming, ray_client
 from cluster.models.pipelines import PipelineRecord, spread
 from cluster.settings import Settings, get_settings
 
 log = logging.getLogger("esb.pipeline")
 RESTART_BACKOFF_S = 1.0
+WATCH_S = 2.0  # how often the coordinator looks for joined or lost nodes
+STOP_TIMEOUT_S = 30.0  # a moved owner that has not stopped by then is killed
 
 
 def load_record(settings: Settings, pipeline_id: str) -> PipelineRecord:
@@ -35,42 +41,111 @@ def load_record(settings: Settings, pipeline_id: str) -> PipelineRecord:
     return PipelineRecord.model_validate_json(raw)
 
 
-def start_owner(settings: Settings, record: PipelineRecord, index: int, parts: list[int]) -> Any:
-    return PartitionOwnerActor.options(  # type: ignore[attr-defined]
-        name=naming.owner_name(record.pipeline_id, index),
-        namespace=naming.RAY_NAMESPACE,
-        lifetime="non_detached",
-        scheduling_strategy="SPREAD",  # owners over the cluster's nodes, not packed on one
-        runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
-    ).remote(record.model_dump(mode="json"), parts)  # Settings: from the job's environment
+class Coordinator:
+    """One per pipeline job: starts the owners on the nodes `placement.place` picks, moves them
+    when nodes join or leave, and replaces those that die.
 
+    A move asks the owner to stop after its current commit, then starts it on its new node; the
+    new owner claims new epochs before reading, so even an owner that did not stop in time (and
+    was killed) can never commit again. Redis `esb:pl:<id>:placement` holds where each owner
+    runs (JSON, rewritten on each change), `esb:pl:<id>:job` counts owner_restarts and
+    owner_moves.
+    """
 
-def supervise(settings: Settings, record: PipelineRecord) -> None:
-    groups = spread(record.partitions, record.owners)
-    redis = Redis.from_url(settings.redis)
-    running: dict[Any, int] = {}
-    for index, parts in enumerate(groups):
-        running[start_owner(settings, record, index, parts).run.remote()] = index
-    log.info(
-        "pipeline %s: %d owners over %d partitions",
-        record.pipeline_id,
-        len(groups),
-        record.partitions,
-    )
-    while running:
-        ready, _ = ray.wait(list(running), num_returns=1)
-        index = running.pop(ready[0])
+    def __init__(self, settings: Settings, record: PipelineRecord) -> None:
+        self.record = record
+        self.groups = spread(record.partitions, record.owners)
+        self.redis = Redis.from_url(settings.redis)
+        self.actors: dict[int, Any] = {}  # running owners
+        self.runs: dict[Any, int] = {}  # their run() refs
+        self.placement: dict[int, str] = {}  # owner -> the node it was started on
+        self.target: dict[int, str] = {}
+        self.stopping: dict[int, float] = {}  # owner being moved -> when to kill it instead
+        self.fenced: set[int] = set()  # another job instance owns these partitions now
+        self.addresses: dict[str, str] = {}  # node id -> its address, for the placement doc
+
+    def run(self) -> None:
+        self.rebalance()
+        log.info(
+            "pipeline %s: %d owners over %d partitions",
+            self.record.pipeline_id,
+            len(self.groups),
+            self.record.partitions,
+        )
+        while len(self.fenced) < len(self.groups):
+            if self.runs:
+                ready, _ = ray.wait(list(self.runs), num_returns=1, timeout=WATCH_S)
+                for ref in ready:
+                    self._ended(ref)
+            else:  # no node could take them last round
+                time.sleep(WATCH_S)
+            self.rebalance()
+
+    def rebalance(self) -> None:
+        """Stop the owners whose node changed, start the missing ones where they belong."""
+        nodes = ray.nodes()
+        self.addresses = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in nodes}
+        usable = nodes_with_capacity(nodes)
+        if not usable:
+            return  # no node to run on for now: ask again next round
+        self.target = place(len(self.groups), usable, self.placement)
+        for index in moves(self.placement, self.target):
+            if index in self.fenced:
+                continue
+            if index not in self.actors:
+                self._start(index, self.target[index])
+            elif index not in self.stopping:
+                log.info("pipeline %s: moving owner %d", self.record.pipeline_id, index)
+                self.stopping[index] = time.monotonic() + STOP_TIMEOUT_S
+                self.actors[index].stop.remote()
+        for index, deadline in list(self.stopping.items()):
+            if time.monotonic() > deadline:  # stuck mid-step: the successor fences it anyway
+                ray.kill(self.actors[index], no_restart=True)
+
+    def _start(self, index: int, node_id: str) -> None:
+        _wait_name_free(naming.owner_name(self.record.pipeline_id, index))
+        actor = PartitionOwnerActor.options(  # type: ignore[attr-defined]
+            name=naming.owner_name(self.record.pipeline_id, index),
+            namespace=naming.RAY_NAMESPACE,
+            lifetime="non_detached",
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},
+        ).remote(self.record.model_dump(mode="json"), self.groups[index])  # Settings: job env
+        self.actors[index] = actor
+        self.runs[actor.run.remote()] = index
+        self.placement[index] = node_id
+        self._publish_placement()
+
+    def _ended(self, ref: Any) -> None:
+        index = self.runs.pop(ref)
         try:
-            outcome = ray.get(ready[0])
-        except (RayActorError, RayTaskError) as exc:
+            outcome = ray.get(ref)
+        except RayError as exc:  # killed, crashed, its node lost, or never scheduled
             outcome = f"died: {type(exc).__name__}"
-        log.warning("owner %d of pipeline %s ended (%s)", index, record.pipeline_id, outcome)
-        if outcome == "fenced":  # another job instance owns these partitions now
-            continue
-        redis.hincrby(naming.pipeline_key(record.pipeline_id, "job"), "owner_restarts", 1)
-        time.sleep(RESTART_BACKOFF_S)
-        _wait_name_free(naming.owner_name(record.pipeline_id, index))
-        running[start_owner(settings, record, index, groups[index]).run.remote()] = index
+        log.warning("owner %d of pipeline %s ended (%s)", index, self.record.pipeline_id, outcome)
+        ray.kill(self.actors.pop(index), no_restart=True)  # frees its name for the successor
+        moved = self.stopping.pop(index, None) is not None
+        del self.placement[index]
+        if outcome == "fenced":
+            self.fenced.add(index)
+            self._publish_placement()
+            return
+        job = naming.pipeline_key(self.record.pipeline_id, "job")
+        self.redis.hincrby(job, "owner_moves" if moved else "owner_restarts", 1)
+        if not moved:
+            time.sleep(RESTART_BACKOFF_S)
+
+    def _publish_placement(self) -> None:
+        doc = [
+            {
+                "owner": index,
+                "partitions": self.groups[index],
+                "node_id": node,
+                "node_address": self.addresses.get(node, ""),
+            }
+            for index, node in sorted(self.placement.items())
+        ]
+        self.redis.set(naming.pipeline_key(self.record.pipeline_id, "placement"), orjson.dumps(doc))
 
 
 def _wait_name_free(name: str, deadline_s: float = 30.0) -> None:
@@ -89,7 +164,7 @@ def main(argv: list[str]) -> int:
     settings = get_settings()
     record = load_record(settings, argv[0])
     ray_client.connect(settings, log_to_driver=True)
-    supervise(settings, record)
+    Coordinator(settings, record).run()
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -58,6 +59,7 @@ class PartitionOwner:
             Redis.from_url(settings.redis), record.pipeline_id, self.partitions
         )
         self.epochs = self.store.claim(self.partitions)  # fences every earlier owner
+        self.stopping = threading.Event()  # set by the coordinator to move this owner
         self.stages: dict[int, Stage] = {}
         self.next_offsets: dict[int, int] = {}
         self.inputs = {record.kafka_topic: 0}
@@ -286,10 +288,12 @@ class PartitionOwner:
         self.store.report_patterns_version(version)
 
     def run(self) -> str:
-        """Step until fenced (an empty step already waited in consume); answers why it ended."""
+        """Step until fenced or stopped (an empty step already waited in consume); answers why
+        it ended. A stop takes effect between steps, i.e. right after a commit."""
         try:
-            while True:
+            while not self.stopping.is_set():
                 self.step()
+            return "stopped"
         except Fenced:
             return "fenced"
         finally:
@@ -315,6 +319,14 @@ class PartitionOwnerActor:
 
     def run(self) -> str:
         return self.owner.run()
+
+    def stop(self) -> None:
+        """Ask run() to end after its current step (run() answers "stopped")."""
+        self.owner.stopping.set()
+
+    def where(self) -> tuple[str, int]:
+        """This owner's Ray node id and process id."""
+        return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def pid(self) -> int:
         return os.getpid()

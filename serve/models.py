@@ -223,11 +223,20 @@ class PartitionProgress(PartitionLag):
     __pydantic_extra__: dict[str, int] = Field(init=False)
 
 
+class OwnerPlacement(BaseModel):
+    owner: int
+    partitions: list[int]
+    node_id: str = Field(description="The Ray node id (hex) the owner runs on.")
+    node_address: str
+
+
 class PipelineStatus(PipelineRecord):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     state: str = Field(description="The Ray job's status (RUNNING, FAILED, ...), or STOPPED.")
     owner_restarts: int
+    owner_moves: int = Field(description="Owners moved to another Ray node (nodes joined/left).")
+    placement: list[OwnerPlacement] = Field(description="Which Ray node runs which partitions.")
     progress: dict[str, int] = Field(description="The partitions' counters summed, and lag.")
     partitions_progress: list[PartitionProgress]
     owners_patterns_version: dict[str, int] = Field(

@@ -220,11 +220,16 @@ class StreamProcessingService:
             )
             for name, value in counters.items():
                 totals[name] = totals.get(name, 0) + value
-        restarts = await redis.hget(naming.pipeline_key(pipeline_id, "job"), "owner_restarts")
+        restarts, moved = await redis.hmget(
+            naming.pipeline_key(pipeline_id, "job"), ["owner_restarts", "owner_moves"]
+        )
+        placement = await redis.get(naming.pipeline_key(pipeline_id, "placement"))
         return {
             **record.model_dump(mode="json"),
             "state": state,
             "owner_restarts": int(restarts or 0),
+            "owner_moves": int(moved or 0),
+            "placement": orjson.loads(placement) if placement else [],
             "progress": {**totals, "lag": sum(p["lag"] for p in partitions)},
             "partitions_progress": partitions,
             "owners_patterns_version": (

@@ -22,6 +22,8 @@ Keys (prefix `esb:pl:<id>`):
     :patterns    string      JSON {"version": n, "patterns": [...]}: the pattern set owners run
                              (absent until the first change: version 1 is the submitted spec's)
     :owners      hash        owner (its partitions, "0-2-4") -> pattern version it runs
+    :job         hash        owner_restarts, owner_moves (the job's coordinator counts them)
+    :placement   string      JSON [{owner, partitions, node_id, node_address}]: where owners run
     :progress:<p> hash       counters and the committed offset
     :dead        list        late events under late_policy "dead_letter" (JSON)
     Session windows that a merge replaced are deleted in the same script.
