@@ -42,6 +42,16 @@ def api_deployment(settings: Settings) -> Any:
     return BusApi.bind()  # type: ignore[attr-defined]
 
 
+def app_builder(args: dict[str, Any]) -> Any:
+    """The API for a Serve config file (`import_path: serve.deploy:app_builder`), which is how
+    KubeRay's RayService and `serve deploy` run it (deploy/serve-config.yaml). Settings come from
+    the environment of the Ray node it is built on (the pod's); the event store's indexer starts
+    beside it, as in start_api. Serve passes the config's `args`; none are read."""
+    settings = Settings()
+    IndexerLauncher(settings).start()
+    return api_deployment(settings)
+
+
 def http_options(settings: Settings) -> dict[str, Any]:
     """Serve's proxy options: host and port, and the certificate and key for HTTPS."""
     if (settings.api_tls_certfile is None) != (settings.api_tls_keyfile is None):
