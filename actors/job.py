@@ -12,6 +12,7 @@ pipelines/ because it drives Ray; pipelines/ stays pure.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from typing import Any
@@ -101,6 +102,7 @@ class Coordinator:
         for index, deadline in list(self.stopping.items()):
             if time.monotonic() > deadline:  # stuck mid-step: the successor fences it anyway
                 ray.kill(self.actors[index], no_restart=True)
+                self.stopping[index] = math.inf  # killed once; its run() ref ends it
 
     def _start(self, index: int, node_id: str) -> None:
         _wait_name_free(naming.owner_name(self.record.pipeline_id, index))
