@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.datagen import TENANT
+from cluster import ray_client
 from cluster.security import auth_config_from, mint_token
 from cluster.settings import Settings
 from cluster.stack import local_stack, processes
@@ -71,7 +72,7 @@ class BenchStack:
 
     def connect_ray(self) -> Any:
         """This process as a Ray driver of the stack (for actor pids); ray imported lazily."""
-        os.environ["RAY_AUTH_MODE"] = self.settings.ray_auth_mode
+        os.environ.update(ray_client.auth_env(self.settings))  # the head's mode (and token)
         import ray
 
         if not ray.is_initialized():
@@ -92,7 +93,7 @@ def private_stack(
     state_dir.mkdir(parents=True, exist_ok=True)
     unlimited = {"esb_quota_events_per_s": None, "esb_quota_bytes_per_s": None}  # we measure
     settings = Settings.model_validate(
-        {"esb_state_dir": state_dir, "ray_auth_mode": "disabled", **unlimited, **_ports(state_dir)}
+        {"esb_state_dir": state_dir, **unlimited, **_ports(state_dir)}
     )
     ray_tmp = state_dir / "rt"
     ray_tmp.mkdir(exist_ok=True)

@@ -24,6 +24,26 @@ def _answers(address: str) -> bool:
         return False
 
 
+def auth_env(settings: Settings) -> dict[str, str]:
+    """What a Ray process (node, driver, Jobs or state SDK client) needs to be let in:
+    RAY_AUTH_MODE, and in token mode the token's file, which Ray reads itself (RAY_AUTH_TOKEN,
+    when set, takes precedence over it)."""
+    env: dict[str, str] = {"RAY_AUTH_MODE": settings.ray_auth_mode}
+    if settings.ray_auth_mode == "token" and settings.esb_ray_token_file is not None:
+        env["RAY_AUTH_TOKEN_PATH"] = str(settings.esb_ray_token_file)
+    return env
+
+
+def _reload_auth_config() -> None:
+    """Ray reads RAY_AUTH_MODE and the token once per process and caches both: a process that
+    asked before (a Jobs SDK call, an earlier cluster) would keep the old answer. The same
+    refresh Ray's own ray.init does when it turns token mode on."""
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
 def connect(settings: Settings, *, log_to_driver: bool = False) -> Any:
     """`ray`, joined to settings.ray_address (or the cluster this process runs in) once."""
     import ray  # the SDK and unit tests import the services without Ray
@@ -33,7 +53,8 @@ def connect(settings: Settings, *, log_to_driver: bool = False) -> Any:
     if settings.ray_address and not _answers(settings.ray_address):
         # ray.init would wait forever for a cluster that is gone.
         raise StackError(f"no Ray cluster answers at {settings.ray_address}; start it (esb up)")
-    os.environ["RAY_AUTH_MODE"] = settings.ray_auth_mode  # must match the cluster's
+    os.environ.update(auth_env(settings))  # must match the cluster's
+    _reload_auth_config()
     ray.init(
         address=settings.ray_address or "auto",
         namespace=naming.RAY_NAMESPACE,

@@ -34,8 +34,12 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     redis_url: str | None = None
     ray_address: str | None = None
-    # Ray >= 2.59 turns token auth on for local clusters; every process we start gets this value.
-    ray_auth_mode: str = "disabled"
+    # Ray's own door (README "Security"): `token` (every node, driver and Jobs API client presents
+    # the token) or `disabled`. Every process we start gets this value.
+    ray_auth_mode: Literal["token", "disabled"] = "token"
+    # Token mode: the token's file, handed to Ray as RAY_AUTH_TOKEN_PATH (not read from that
+    # variable: drivers set it for Ray); the local stack generates one when unset.
+    esb_ray_token_file: Path | None = None
 
     # HTTP API (Ray Serve). The ingress of a local stack: `haproxy` (HAProxy straight to the
     # replica; HTTP only) or `proxy` (Serve's Python proxy; HTTPS always uses it). See README.
@@ -51,6 +55,12 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    # KAFKA_BROKERS local KRaft nodes (`esb up --kafka-brokers 3`): node n listens on
+    # KAFKA_PORT + (n-1) * KAFKA_PORT_STEP (controller and TLS ports alike), each with a
+    # KAFKA_CLUSTER_HEAP heap (KAFKA_HEAP is the single broker's).
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
+    kafka_port_step: int = Field(default=10, ge=1)
+    kafka_cluster_heap: str = "256m"
     # The bus's producers wait this long to fill a batch. 0: a single publish is sent at once
     # (records still batch while earlier requests are in flight); raise it for fewer, bigger
     # requests under heavy load, at that much latency per publish.
@@ -61,6 +71,7 @@ class Settings(BaseSettings):
     # The Jobs API (the Ray dashboard); defaults to the local head's dashboard port.
     ray_dashboard_url: str | None = None
     ray_num_cpus: int = 2
+    ray_workers: int = 0  # extra Ray worker nodes (1 CPU each) joining the local head
     ray_object_store_bytes: int = 512 * 1024 * 1024
 
     # Publishing limits: exceeding either is a 413 with a message.
@@ -128,7 +139,11 @@ class Settings(BaseSettings):
     jaeger_endpoint: str | None = None  # accepted as the OTLP endpoint (Jaeger speaks OTLP)
 
     @field_validator(
-        "api_tls_certfile", "api_tls_keyfile", "kafka_ssl_ca_location", "esb_master_key_file"
+        "api_tls_certfile",
+        "api_tls_keyfile",
+        "kafka_ssl_ca_location",
+        "esb_master_key_file",
+        "esb_ray_token_file",
     )
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
@@ -137,11 +152,17 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        """The given brokers, else the local one: its SSL listener when clients speak SSL."""
+        """The given brokers, else every local node: their SSL listeners when clients speak SSL.
+
+        >>> Settings(kafka_brokers=3, kafka_port=9092).kafka_bootstrap
+        '127.0.0.1:9092,127.0.0.1:9102,127.0.0.1:9112'
+        """
         if self.kafka_bootstrap_servers:
             return self.kafka_bootstrap_servers
         ssl = self.kafka_security_protocol.upper() == "SSL" and self.kafka_ssl_port is not None
-        return f"127.0.0.1:{self.kafka_ssl_port if ssl else self.kafka_port}"
+        first = self.kafka_ssl_port if ssl and self.kafka_ssl_port else self.kafka_port
+        shifts = range(0, self.kafka_brokers * self.kafka_port_step, self.kafka_port_step)
+        return ",".join(f"127.0.0.1:{first + shift}" for shift in shifts)
 
     @property
     def redis(self) -> str:
@@ -175,6 +196,7 @@ WORKER_FIELDS = (
     "kafka_ssl_ca_location",  # the path must exist on every node
     "redis_url",
     "ray_auth_mode",
+    "esb_ray_token_file",  # token mode: the Ray token's file, on every node
     "allow_private_webhooks",
     "webhook_timeout_s",
     "esb_master_key",  # prefer the file: an inline key shows in the Ray dashboard's runtime env

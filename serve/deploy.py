@@ -70,9 +70,13 @@ def start_api(settings: Settings, progress: Any = print) -> None:
     progress(f"[esb] deploying the API on Ray Serve at {settings.api_url} ...")
     started = time.monotonic()
     # An already running Serve keeps its proxy options: TLS changes need a new Ray head.
-    ray_serve.start(http_options=options)
+    # One ingress, on the head: Serve's default (a proxy on every node with a replica) would
+    # start a second proxy or HAProxy on API_PORT when a replica lands on a worker node of the
+    # same machine (esb up --ray-workers).
+    ray_serve.start(proxy_location="HeadOnly", http_options=options)
     ray_serve.run(api_deployment(settings), name=APP_NAME, route_prefix="/", blocking=False)
     IndexerLauncher(settings).start()  # the event store's indexer runs wherever the API does
+    start_dispatch_coordinator(settings)
     _wait_healthy(settings, started)
     progress(f"[esb] API ready in {time.monotonic() - started:.1f}s")
     if settings.metrics_enabled:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cluster import ray_client
 from cluster.security import auth_config_from, mint_token
 from cluster.security.principal import Role
 from cluster.settings import Settings
@@ -214,7 +215,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def ray_session(stack: Settings) -> Iterator[Any]:
     """This test process as a Ray driver of the stack's cluster (ray imported only here)."""
-    os.environ["RAY_AUTH_MODE"] = stack.ray_auth_mode  # drivers must match the head's mode
+    os.environ.update(ray_client.auth_env(stack))  # drivers must match the head's mode (token)
     import ray
 
     context = ray.init(

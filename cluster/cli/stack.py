@@ -15,8 +15,24 @@ from cluster.stack.demo import run_demo
 
 
 def register(subparsers: Any) -> None:
-    subparsers.add_parser(
+    up = subparsers.add_parser(
         "up", help="start Kafka, Redis, a Ray head and the API (or use external ones)"
+    )
+    up.add_argument(
+        "--ray-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also start N Ray worker nodes (1 CPU each) on this machine joining the local head "
+        "(default: RAY_WORKERS, else 0)",
+    )
+    up.add_argument(
+        "--kafka-brokers",
+        type=_broker_count,
+        default=None,
+        metavar="N",
+        help="run the local Kafka as a KRaft cluster of N brokers on this machine; with 3 its "
+        "topics get 3 replicas, min.insync.replicas=2 (default: KAFKA_BROKERS, else 1)",
     )
     subparsers.add_parser("down", help="stop what `esb up` started")
     subparsers.add_parser("status", help="show what runs")
@@ -25,6 +41,10 @@ def register(subparsers: Any) -> None:
 
 def execute(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "up":
+        if args.ray_workers is not None:
+            settings = settings.model_copy(update={"ray_workers": args.ray_workers})
+        if args.kafka_brokers is not None:
+            settings = settings.model_copy(update={"kafka_brokers": args.kafka_brokers})
         print_urls(local_stack.up(settings))
     elif args.command == "down":
         local_stack.down(settings)
@@ -79,3 +99,11 @@ def _describe(state: Any) -> str:
     if isinstance(state, dict):
         return "  ".join(f"{k}={v}" for k, v in state.items())
     return str(state)
+
+
+def _broker_count(text: str) -> int:
+    """--kafka-brokers: 1 to 9 (a KRaft quorum of that many voters)."""
+    count = int(text)
+    if not 1 <= count <= 9:
+        raise argparse.ArgumentTypeError(f"{count} brokers: choose 1 to 9 (3 for RF3 topics)")
+    return count

@@ -20,6 +20,7 @@ from cluster.kafka.clients import admin_client, new_consumer
 from cluster.settings import Settings
 
 TIMEOUT_S = 30.0
+MIN_INSYNC_REPLICAS = "2"  # of topics with 3 or more replicas
 
 
 _LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
@@ -60,6 +61,10 @@ class TopicAdmin:
     def create(
         self, topic: str, partitions: int, replication_factor: int, configs: dict[str, str]
     ) -> None:
+        """With 3 or more replicas an acks=all write needs 2 of them in sync (unless `configs`
+        says otherwise): a broker may die without a write being refused or an ack being lost."""
+        if replication_factor >= 3:
+            configs = {"min.insync.replicas": MIN_INSYNC_REPLICAS, **configs}
         spec = NewTopic(topic, partitions, replication_factor, config=configs)
         try:
             self._admin.create_topics([spec], request_timeout=TIMEOUT_S)[topic].result(TIMEOUT_S)

@@ -1,5 +1,6 @@
-"""A single-node Apache Kafka broker in KRaft mode (broker + controller in one JVM) for the local
-stack. Its jars come from Maven Central through kafka_dist/pom.xml, fetched once into the cache.
+"""Apache Kafka nodes in KRaft mode (broker + controller in one JVM) for the local stack: one, or
+each node of a KAFKA_BROKERS cluster (kafka_cluster.py: ports, directories, replication). Their
+jars come from Maven Central through kafka_dist/pom.xml, fetched once into the cache.
 
 The broker listens on 127.0.0.1 only; data lives in <state_dir>/kafka/data and survives restarts.
 With KAFKA_SSL_PORT set it also listens with TLS there, with a CA and broker certificate made in
@@ -9,23 +10,26 @@ the broker's own traffic and the readiness probe.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 import time
-import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cluster.errors import StackError
 from cluster.kafka.clients import security_config
 from cluster.security import tls
 from cluster.settings import Settings
-from cluster.stack import processes
+from cluster.stack import kafka_cluster, processes
+from cluster.stack.kafka_cluster import LABEL, Node
 from cluster.stack.processes import ProcessRecord, Progress, say
 
-LABEL = "Kafka broker"
 DIST_DIR = Path(__file__).parent / "kafka_dist"
 POM = DIST_DIR / "pom.xml"
 LOG4J_CONFIG = DIST_DIR / "log4j2.xml"
@@ -85,23 +89,27 @@ def ensure_jars(settings: Settings, progress: Progress) -> Path:
     return libs
 
 
-def server_properties(settings: Settings, data_dir: Path, keystore: Path | None = None) -> str:
-    """The broker's config: one node that is both broker and controller, loopback only; with a
-    keystore (PEM: PKCS#8 key, then the certificate chain), an SSL listener on kafka_ssl_port."""
-    port, controller = settings.kafka_port, settings.kafka_controller_port
-    listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+def server_properties(
+    settings: Settings, data_dir: Path, keystore: Path | None = None, node: Node | None = None
+) -> str:
+    """A node's config (the single broker's when `node` is None): broker and controller in one,
+    loopback only, a voter of the cluster's quorum; with a keystore (PEM: PKCS#8 key, then the
+    certificate chain), an SSL listener on the node's TLS port."""
+    node = node or kafka_cluster.nodes(settings, 1)[0]
+    cluster = kafka_cluster.nodes(settings, node.brokers)
+    listeners = [f"PLAINTEXT://{node.address}"]
     protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
     ssl: dict[str, str] = {}
-    if keystore is not None and settings.kafka_ssl_port is not None:
-        listeners.append(f"SSL://127.0.0.1:{settings.kafka_ssl_port}")
+    if keystore is not None and node.ssl_address is not None:
+        listeners.append(f"SSL://{node.ssl_address}")
         protocols.append("SSL:SSL")
         # Kafka reads a PEM keystore natively (no JKS, no keystore password: PEM forbids one).
         ssl = {"ssl.keystore.type": "PEM", "ssl.keystore.location": str(keystore)}
     lines = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller}"]),
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": kafka_cluster.voters(cluster),
+        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{node.controller_port}"]),
         "advertised.listeners": ",".join(listeners),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -110,24 +118,10 @@ def server_properties(settings: Settings, data_dir: Path, keystore: Path | None 
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "min.insync.replicas": "1",
-        "default.replication.factor": "1",
+        **kafka_cluster.cluster_properties(node.brokers),
         "group.initial.rebalance.delay.ms": "0",
     }
     return "".join(f"{key}={value}\n" for key, value in lines.items())
-
-
-def _random_cluster_id() -> str:
-    """Same format as `kafka-storage.sh random-uuid`: url-safe base64 of 16 random bytes."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids ids that look like a CLI flag
-            return text
 
 
 def _java_cmd(java: str, heap: str, libs: Path) -> list[str]:
@@ -143,44 +137,62 @@ def _java_cmd(java: str, heap: str, libs: Path) -> list[str]:
     ]
 
 
-def format_storage(java: str, libs: Path, config: Path, data_dir: Path, log_path: Path) -> None:
-    """`kafka-storage.sh format` once; a formatted dir (meta.properties) is kept as it is."""
-    if (data_dir / "meta.properties").exists():
+def format_storage(
+    java: str, libs: Path, configs: dict[Path, Path], cluster_id: str, log_path: Path
+) -> None:
+    """`kafka-storage.sh format` of each data dir (key) that has no meta.properties yet, with its
+    node's config (value), all at once (one short JVM each); a formatted dir is kept as it is."""
+    todo = {
+        data: config for data, config in configs.items() if not (data / "meta.properties").exists()
+    }
+    if not todo:
         return
-    cmd = [
-        *_java_cmd(java, "256m", libs),
-        "kafka.tools.StorageTool",
-        "format",
-        "--cluster-id",
-        _random_cluster_id(),
-        "--config",
-        str(config),
-    ]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=120)
-    if result.returncode != 0:
-        raise processes.failure(f"Formatting Kafka storage in {data_dir} failed.", log_path, HINT)
+        runs = [
+            subprocess.Popen(
+                [
+                    *_java_cmd(java, "128m", libs),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    cluster_id,
+                    "--config",
+                    str(config),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for config in todo.values()
+        ]
+        codes = [run.wait(timeout=120) for run in runs]
+    if any(codes):
+        dirs = ", ".join(str(data) for data in todo)
+        raise processes.failure(f"Formatting Kafka storage in {dirs} failed.", log_path, HINT)
 
 
-def preflight(settings: Settings) -> None:
-    """Fail before anything starts when a port we need is taken, or SSL has no listener."""
+def preflight(settings: Settings, node: Node | None = None) -> None:
+    """Fail before anything starts when a port we need (of `node`, else of every node) is taken
+    or used twice, or SSL has no listener."""
     if settings.kafka_security_protocol.upper() != "PLAINTEXT" and settings.kafka_ssl_port is None:
         raise StackError(
             f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs a TLS listener on "
             "the local broker. Fix: set KAFKA_SSL_PORT (e.g. 9094), or KAFKA_BOOTSTRAP_SERVERS "
             "to a cluster that speaks it."
         )
-    ports = {
-        "KAFKA_PORT": settings.kafka_port,
-        "KAFKA_CONTROLLER_PORT": settings.kafka_controller_port,
-    }
-    if settings.kafka_ssl_port is not None:
-        ports["KAFKA_SSL_PORT"] = settings.kafka_ssl_port
+    cluster = kafka_cluster.nodes(settings)
+    every = {name: port for n in cluster for name, port in kafka_cluster.ports(n).items()}
+    if len(set(every.values())) < len(every):
+        raise StackError(
+            f"The {len(cluster)} Kafka nodes' ports overlap ({every}). Fix: set KAFKA_PORT_STEP "
+            "larger than the spread of KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_SSL_PORT."
+        )
+    ports = every if node is None else kafka_cluster.ports(node)
     processes.require_free_ports(
-        LABEL,
+        node.label if node else LABEL,
         ports,
-        f"Fix: stop what listens there, choose other ports ({', '.join(ports)}), "
-        "or point KAFKA_BOOTSTRAP_SERVERS at that broker.",
+        "Fix: stop what listens there, choose other ports (KAFKA_PORT, KAFKA_CONTROLLER_PORT, "
+        "KAFKA_SSL_PORT, KAFKA_PORT_STEP), or point KAFKA_BOOTSTRAP_SERVERS at that broker.",
     )
 
 
@@ -194,38 +206,64 @@ def write_keystore(settings: Settings, home: Path) -> tuple[Path, Path]:
     return keystore, files.ca_cert
 
 
-def launch(settings: Settings, progress: Progress) -> ProcessRecord:
-    """Fetch jars, write the config, format storage if new, and spawn the broker (not waited)."""
+def _prepare(settings: Settings, node: Node) -> tuple[Path, dict[str, Any]]:
+    """Write the node's config (and keystore); answers it and what its record keeps: the TLS
+    listener and CA, and for a cluster the node's id, the cluster's size and seed lists."""
+    data_dir = node.home / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keystore: Path | None = None
+    extra: dict[str, Any] = {}
+    if node.ssl_address is not None:
+        keystore, ca = write_keystore(settings, node.home)
+        extra = {"ssl_address": node.ssl_address, "ssl_ca": str(ca)}
+    if node.brokers > 1:
+        cluster = kafka_cluster.nodes(settings, node.brokers)
+        extra |= {
+            "node_id": node.node_id,
+            "brokers": node.brokers,
+            "bootstrap": kafka_cluster.bootstrap(cluster),
+        }
+        if node.ssl_address is not None:
+            extra["ssl_bootstrap"] = kafka_cluster.bootstrap(cluster, ssl=True)
+    config = node.home / "server.properties"
+    config.write_text(server_properties(settings, data_dir, keystore, node))
+    return config, extra
+
+
+def launch(settings: Settings, progress: Progress, node: Node | None = None) -> ProcessRecord:
+    """Fetch jars, write the config, format storage if new, and spawn the node (the single
+    broker when None; not waited). A cluster's first launch formats every new node's storage."""
     java = processes.require_executable("java", "openjdk-17-jre-headless", progress)
     libs = ensure_jars(settings, progress)
-    home = settings.esb_state_dir.resolve() / "kafka"
-    data_dir = home / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = home / "server.properties"
-    keystore, extra = None, {}
-    address = f"127.0.0.1:{settings.kafka_port}"
-    if settings.kafka_ssl_port is not None:
-        keystore, ca = write_keystore(settings, home)
-        extra = {"ssl_address": f"127.0.0.1:{settings.kafka_ssl_port}", "ssl_ca": str(ca)}
-    config.write_text(server_properties(settings, data_dir, keystore))
-    log_path = home / "broker.log"
-    tls_note = f" (TLS on {extra['ssl_address']})" if extra else ""
-    say(progress, f"starting {LABEL} on {address}{tls_note} ...")
-    format_storage(java, libs, config, data_dir, home / "format.log")
+    node = node or kafka_cluster.nodes(settings, 1)[0]
+    config, extra = _prepare(settings, node)
+    configs = {node.home / "data": config}
+    for other in kafka_cluster.nodes(settings, node.brokers):
+        if other != node and not (other.home / "data" / "meta.properties").exists():
+            configs[other.home / "data"] = _prepare(settings, other)[0]
+    tls_note = f" (TLS on {extra['ssl_address']})" if "ssl_address" in extra else ""
+    say(progress, f"starting {node.label} on {node.address}{tls_note} ...")
+    cluster_id = kafka_cluster.cluster_id(node)
+    format_storage(java, libs, configs, cluster_id, node.cluster_home / "format.log")
+    heap = settings.kafka_heap if node.brokers == 1 else settings.kafka_cluster_heap
     return processes.spawn(
-        [*_java_cmd(java, settings.kafka_heap, libs), "kafka.Kafka", str(config)],
-        address=address,
-        log_path=log_path,
-        cwd=home,
+        [*_java_cmd(java, heap, libs), "kafka.Kafka", str(config)],
+        address=node.address,
+        log_path=node.home / "broker.log",
+        cwd=node.home,
         extra=extra,
     )
 
 
 def is_ready(
-    bootstrap: str, security: dict[str, str] | None = None, timeout_s: float = 2.0
+    bootstrap: str,
+    security: dict[str, str] | None = None,
+    timeout_s: float = 2.0,
+    node_id: int | None = None,
 ) -> bool:
-    """True when the cluster answers a metadata request with at least one broker; `security`
-    comes from cluster.kafka.clients.security_config (PLAINTEXT when None)."""
+    """True when the cluster answers a metadata request with at least one broker (with
+    `node_id`: with that node among the live brokers); `security` comes from
+    cluster.kafka.clients.security_config (PLAINTEXT when None)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -235,20 +273,32 @@ def is_ready(
     config = {"bootstrap.servers": bootstrap, **(security or security_config("PLAINTEXT"))}
     admin = AdminClient({**config, "log_level": 0})
     try:
-        return bool(admin.list_topics(timeout=timeout_s).brokers)
+        brokers = admin.list_topics(timeout=timeout_s).brokers
     except KafkaException:
         return False
+    return bool(brokers) and (node_id is None or node_id in brokers)
 
 
 def is_record_ready(record: ProcessRecord) -> bool:
-    """The PLAINTEXT listener answers, and the TLS one too (verified with our CA) when there."""
-
-    if not is_ready(record.address):
+    """The PLAINTEXT listener answers, and the TLS one too (verified with our CA) when there; a
+    cluster's node once the controllers count it as a live broker (registered, not fenced)."""
+    node_id = record.extra.get("node_id")
+    if not is_ready(record.address, node_id=node_id):
         return False
     ssl_address = record.extra.get("ssl_address")
     return ssl_address is None or is_ready(
         ssl_address, security_config("SSL", record.extra["ssl_ca"])
     )
+
+
+def begin_stop(state: Mapping[str, ProcessRecord]) -> None:
+    """SIGTERM every Kafka node of `state` (stack.json's records) at once, before stopping them
+    one by one: stopped in turn, the last node's controlled shutdown waits for a controller
+    quorum that has gone (STOP_GRACE_S, then SIGKILL); together they finish in seconds."""
+    for name, record in state.items():
+        if kafka_cluster.is_broker_service(name) and processes.is_alive(record):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGTERM)
 
 
 def stop(record: ProcessRecord) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cluster.errors import StackError
 from cluster.settings import Settings
-from cluster.stack import kafka_broker, processes, ray_head, redis_server
+from cluster.stack import kafka_broker, kafka_cluster, processes, ray_head, ray_worker, redis_server
 from cluster.stack.processes import ProcessRecord, Progress, say
 from cluster.stack.secrets import with_local_secrets
 from serve.deploy import start_api
@@ -63,19 +63,23 @@ def _record_address(record: ProcessRecord) -> str:
     return record.address
 
 
-KAFKA = _Service(
-    "kafka",
-    kafka_broker.LABEL,
-    lambda s: s.kafka_bootstrap_servers,
-    lambda s: f"127.0.0.1:{s.kafka_port}",
-    _record_address,
-    kafka_broker.preflight,
-    kafka_broker.launch,
-    kafka_broker.is_record_ready,
-    kafka_broker.READY_TIMEOUT_S,
-    kafka_broker.HINT,
-    kafka_broker.stop,
-)
+def _kafka(node: kafka_cluster.Node) -> _Service:
+    """One Kafka node: the single broker (`kafka`) or node n of a cluster (`kafka-n`)."""
+    return _Service(
+        node.name,
+        node.label,
+        lambda s: s.kafka_bootstrap_servers,
+        lambda _s: node.address,
+        _record_address,
+        lambda s: kafka_broker.preflight(s, node),
+        lambda s, progress: kafka_broker.launch(s, progress, node),
+        kafka_broker.is_record_ready,
+        kafka_broker.READY_TIMEOUT_S,
+        kafka_broker.HINT,
+        kafka_broker.stop,
+    )
+
+
 REDIS = _Service(
     "redis",
     redis_server.LABEL,
@@ -102,10 +106,20 @@ RAY = _Service(
     ray_head.HINT,
     ray_head.stop,
 )
-# Redis and Ray spawn at once; Kafka's launch blocks on the jar fetch and storage format, so it
-# goes last and the others boot meanwhile. Down stops the consumers (Ray) before their stores.
-START_ORDER = (REDIS, RAY, KAFKA)
-STOP_ORDER = (RAY, KAFKA, REDIS)
+
+
+def _start_order(settings: Settings, state: dict[str, ProcessRecord]) -> tuple[_Service, ...]:
+    """Redis and Ray spawn at once; Kafka's launch blocks on the jar fetch and storage format, so
+    it goes last and the others boot meanwhile. The Kafka nodes are those of the cluster
+    stack.json records, else KAFKA_BROKERS of them."""
+    size = kafka_cluster.recorded_size(state) or settings.kafka_brokers
+    return (REDIS, RAY, *(_kafka(node) for node in kafka_cluster.nodes(settings, size)))
+
+
+def _stop_order(settings: Settings, state: dict[str, ProcessRecord]) -> tuple[_Service, ...]:
+    """Down stops the consumers (Ray) before their stores."""
+    redis, ray, *kafka = _start_order(settings, state)
+    return (ray, *kafka, redis)
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -132,11 +146,17 @@ def _write_state(state_dir: Path, state: dict[str, ProcessRecord]) -> None:
 def _forget_dead(state_dir: Path, state: dict[str, ProcessRecord]) -> None:
     """Drop records whose process is gone, killing leftovers of a half-dead one (a Ray head whose
     `ray start` died while its raylet lives on) so they do not hold the ports."""
-    by_name = {svc.name: svc for svc in START_ORDER}
+    by_name = {svc.name: svc for svc in (REDIS, RAY)}
     dead = [name for name, rec in state.items() if not processes.is_alive(rec)]
+    if "ray" in dead:  # worker nodes of a head that is gone go with it
+        dead += [name for name, _ in ray_worker.workers(state) if name not in dead]
     for name in dead:
         if name in by_name:
             by_name[name].stop(state[name])
+        elif kafka_cluster.is_broker_service(name):
+            kafka_broker.stop(state[name])
+        elif ray_worker.is_worker_name(name):
+            ray_worker.stop(state[name])
         del state[name]
     if dead:
         _write_state(state_dir, state)
@@ -145,8 +165,9 @@ def _forget_dead(state_dir: Path, state: dict[str, ProcessRecord]) -> None:
 def _resolve(settings: Settings, state: dict[str, ProcessRecord]) -> Settings:
     """settings with the address (and ports) of every service we run filled in."""
     update: dict[str, Any] = {}
-    if KAFKA.external(settings) is None and "kafka" in state:
-        update.update(_resolve_kafka(settings, state["kafka"]))
+    brokers = [rec for name, rec in sorted(state.items()) if kafka_cluster.is_broker_service(name)]
+    if settings.kafka_bootstrap_servers is None and brokers:
+        update.update(_resolve_kafka(settings, brokers[0]))
     if REDIS.external(settings) is None and "redis" in state:
         record = state["redis"]
         update["redis_url"] = redis_server.url(record)
@@ -156,20 +177,26 @@ def _resolve(settings: Settings, state: dict[str, ProcessRecord]) -> Settings:
         update["ray_address"] = record.address
         update["ray_port"] = int(record.address.rpartition(":")[2])
         update["ray_dashboard_port"] = int(record.extra["dashboard_port"])
+        update.update(ray_head.resolved_auth(record))
     return settings.model_copy(update=update)
 
 
 def _resolve_kafka(settings: Settings, record: ProcessRecord) -> dict[str, Any]:
-    """The local broker's listener the clients use (TLS when they speak SSL) and its CA."""
-    update: dict[str, Any] = {"kafka_port": int(record.address.rpartition(":")[2])}
+    """The local broker's listener the clients use (TLS when they speak SSL) and its CA; for a
+    node of a cluster, every node's listener (its record knows them)."""
+    seeds = str(record.extra.get("bootstrap", record.address))
+    update: dict[str, Any] = {"kafka_port": int(seeds.split(",")[0].rpartition(":")[2])}
+    if "brokers" in record.extra:
+        update["kafka_brokers"] = int(record.extra["brokers"])
     ssl_address = record.extra.get("ssl_address")
+    ssl_seeds = str(record.extra.get("ssl_bootstrap", ssl_address))
     if ssl_address is not None:
-        update["kafka_ssl_port"] = int(ssl_address.rpartition(":")[2])
+        update["kafka_ssl_port"] = int(ssl_seeds.split(",")[0].rpartition(":")[2])
         update["kafka_ssl_ca_location"] = Path(record.extra["ssl_ca"])  # what verifies this one
     if settings.kafka_security_protocol.upper() == "PLAINTEXT":
-        update["kafka_bootstrap_servers"] = record.address
+        update["kafka_bootstrap_servers"] = seeds
     elif ssl_address is not None:
-        update["kafka_bootstrap_servers"] = ssl_address
+        update["kafka_bootstrap_servers"] = ssl_seeds
     else:
         raise StackError(
             f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}, but the running local "
@@ -179,19 +206,34 @@ def _resolve_kafka(settings: Settings, record: ProcessRecord) -> dict[str, Any]:
     return update
 
 
+def _check_kafka_size(settings: Settings, state: dict[str, ProcessRecord]) -> None:
+    """A running local Kafka of another size than KAFKA_BROKERS is not silently reused."""
+    recorded = kafka_cluster.recorded_size(state)
+    if settings.kafka_bootstrap_servers is None and recorded not in (None, settings.kafka_brokers):
+        raise StackError(
+            f"The local Kafka here runs {recorded} broker(s), not the {settings.kafka_brokers} "
+            f"asked for. Fix: `esb up --kafka-brokers {recorded}` (or KAFKA_BROKERS={recorded}) "
+            "to use it, or `esb down` first."
+        )
+
+
 def up(settings: Settings, *, progress: Progress = print, with_api: bool = True) -> Settings:
     """Start what is missing, wait until all of it answers, and return the resolved Settings.
 
     If anything fails, what this call started is stopped again and StackError says why.
+    settings.ray_workers worker nodes join the head last, after the API: the API and its
+    singletons stay on the head, the nodes add capacity for pipelines and subscriptions.
     """
+    ray_worker.check_head(settings)
     state_dir = _state_dir(settings)
     state_dir.mkdir(parents=True, exist_ok=True)
     with processes.file_lock(state_dir / "stack.lock"):
         state = _read_state(state_dir)
         _forget_dead(state_dir, state)
+        _check_kafka_size(settings, state)
         to_start: list[_Service] = []
         to_wait: list[tuple[_Service, ProcessRecord, float]] = []
-        for svc in START_ORDER:
+        for svc in _start_order(settings, state):
             external = svc.external(settings)
             record = state.get(svc.name)
             if external is not None:
@@ -230,6 +272,9 @@ def up(settings: Settings, *, progress: Progress = print, with_api: bool = True)
     resolved = with_local_secrets(_resolve(settings, state))
     if with_api:
         start_api(resolved, progress=progress)
+    with processes.file_lock(state_dir / "stack.lock"):
+        state = _read_state(state_dir)
+        ray_worker.ensure(resolved, state, progress, lambda: _write_state(state_dir, state))
     return resolved
 
 
@@ -241,12 +286,19 @@ def down(settings: Settings, *, progress: Progress = print) -> None:
         return
     with processes.file_lock(state_dir / "stack.lock"):
         state = _read_state(state_dir)
-        for svc in STOP_ORDER:
+        for name, node in ray_worker.workers(state):  # before the head they joined
+            say(progress, f"stopping {name} (pid {node.pid}) ...")
+            ray_worker.stop(node)
+            del state[name]
+            _write_state(state_dir, state)
+        for svc in _stop_order(settings, state):
             record = state.get(svc.name)
             if record is None:
                 continue
             say(progress, f"stopping {svc.label} (pid {record.pid}) ...")
             began = time.monotonic()
+            if kafka_cluster.is_broker_service(svc.name):  # all nodes at once: see begin_stop
+                kafka_broker.begin_stop(state)
             svc.stop(record)
             del state[svc.name]
             _write_state(state_dir, state)
@@ -258,7 +310,7 @@ def status(settings: Settings) -> dict[str, Any]:
     stack runs it; plus the API."""
     state = _read_state(_state_dir(settings))
     report: dict[str, Any] = {}
-    for svc in START_ORDER:
+    for svc in _start_order(settings, state):
         record = state.get(svc.name)
         external = svc.external(settings)
         if record is not None and processes.is_alive(record):
@@ -270,11 +322,17 @@ def status(settings: Settings) -> dict[str, Any]:
             }
             if "ssl_address" in record.extra:
                 report[svc.name]["tls_address"] = record.extra["ssl_address"]
+            if "auth_mode" in record.extra:  # the Ray head's door: token (and its file)
+                report[svc.name]["auth"] = record.extra["auth_mode"]
+            if "token_path" in record.extra:
+                report[svc.name]["token"] = record.extra["token_path"]
         elif external is not None:
             report[svc.name] = {"state": "external", "address": external}
         else:
             address = svc.local_address(settings)
             report[svc.name] = {"state": "stopped", "address": address}
+    for name, record in ray_worker.workers(state):
+        report[name] = ray_worker.status_entry(record)
     api_up = processes.tcp_open(settings.api_host, settings.api_port)
     # No pid of its own: the API is a Ray Serve application inside the Ray head's processes.
     report["api"] = {
@@ -289,5 +347,7 @@ def running_services(settings: Settings) -> list[str]:
     """Names of the services this state dir's stack runs now (what `up` would reuse)."""
     state = _read_state(_state_dir(settings))
     return [
-        svc.name for svc in START_ORDER if svc.name in state and processes.is_alive(state[svc.name])
+        svc.name
+        for svc in _start_order(settings, state)
+        if svc.name in state and processes.is_alive(state[svc.name])
     ]

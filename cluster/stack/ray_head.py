@@ -3,26 +3,39 @@ session, so stopping it is a signal to that session and never `ray stop` (which 
 Ray cluster on the machine).
 
 Ray >= 2.59 turns token auth on for new local clusters; the head gets RAY_AUTH_MODE from
-settings.ray_auth_mode, and every driver must use the same value (set RAY_AUTH_MODE in its
-environment before ray.init).
+settings.ray_auth_mode, and every driver must use the same value (cluster.ray_client.auth_env,
+set before ray.init). In token mode every node, driver and HTTP client of the dashboard presents
+the token of one file (RAY_AUTH_TOKEN_PATH; the local stack generates it into the state dir),
+which Ray's own clients read themselves: the Jobs and state SDKs send it as a bearer token.
+
+What can listen on loopback does: the dashboard (Jobs API) and the API. Ray 2.60's GCS, raylet,
+object manager and core workers listen on the node's address, and Ray replaces a loopback node
+address with the machine's own (services.resolve_ip_for_localhost), so for those the token is
+the door.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import secrets
 import sys
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from cluster import ray_client
 from cluster.errors import StackError
 from cluster.settings import Settings
 from cluster.stack import processes
 from cluster.stack.processes import ProcessRecord, Progress, say
+from cluster.stack.secrets import SECRETS_DIR
 
 LABEL = "Ray head"
+TOKEN_FILE = "ray_token"
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 20.0
 HINT = (
@@ -45,8 +58,9 @@ def ray_executable() -> str:
 def head_env(settings: Settings) -> dict[str, str]:
     """The environment of a node (head or worker): ours, the auth mode every process must agree
     on, and how Serve takes HTTP (serve_env)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = settings.ray_auth_mode
+    # The token comes from our file only (RAY_AUTH_TOKEN would take precedence over it).
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update(ray_client.auth_env(with_token(settings)))
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     # Ray 2.60's `ray start --block` drains the node for up to 30 s on SIGTERM (for Kubernetes
     # rolling upgrades) before stopping anything; a local stack has no traffic to hand over.
@@ -120,6 +134,8 @@ def launch(settings: Settings, progress: Progress) -> ProcessRecord:
             "dashboard_port": settings.ray_dashboard_port,
             "agent_port": agent_port,
             "client_port": client_port,
+            "auth_mode": settings.ray_auth_mode,
+            **auth_extra(settings),
         },
     )
 
@@ -132,13 +148,63 @@ def temp_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"esb-ray-{digest}"
 
 
+def token_file(settings: Settings) -> Path:
+    """The Ray token's file: ESB_RAY_TOKEN_FILE when given, else one generated once into the
+    state dir (mode 0600, like the JWT secret) with Ray's own token format (256 random bits)."""
+    if settings.esb_ray_token_file is not None:
+        return settings.esb_ray_token_file
+    path = settings.esb_state_dir.resolve() / SECRETS_DIR / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    return path
+
+
 def dashboard_url(record: ProcessRecord) -> str:
     return f"http://127.0.0.1:{record.extra['dashboard_port']}"
 
 
-def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
+def with_token(settings: Settings) -> Settings:
+    """settings with the token file filled in (token mode), generated when missing."""
+    if settings.ray_auth_mode != "token":
+        return settings
+    return settings.model_copy(update={"esb_ray_token_file": token_file(settings)})
+
+
+def resolved_auth(record: ProcessRecord) -> dict[str, Any]:
+    """The auth settings of the running head (its mode wins: every driver must match it). A
+    head recorded before the mode was (started by an older `esb up`) runs without auth."""
+    mode = str(record.extra.get("auth_mode", "disabled"))
+    token_path = record.extra.get("token_path")
+    update: dict[str, Any] = {"ray_auth_mode": mode}
+    if token_path:
+        update["esb_ray_token_file"] = Path(token_path)
+    return update
+
+
+def auth_extra(settings: Settings) -> dict[str, str]:
+    """What a node's record keeps so probes can present the token: the token file's path (never
+    the token: stack.json is not a secret)."""
+    if settings.ray_auth_mode != "token":
+        return {}
+    return {"token_path": str(token_file(settings))}
+
+
+def auth_headers(record: ProcessRecord) -> dict[str, str]:
+    """The header Ray's dashboard and agents take the token in (token mode), else none."""
+    path = record.extra.get("token_path")
+    if not path:
+        return {}
+    return {"Authorization": f"Bearer {Path(path).read_text().strip()}"}
+
+
+def http_ok(url: str, record: ProcessRecord | None = None, timeout_s: float = 2.0) -> bool:
+    headers = auth_headers(record) if record is not None else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -153,8 +219,8 @@ def is_ready(record: ProcessRecord) -> bool:
     return (
         processes.tcp_open(host, int(port))
         and processes.tcp_open("127.0.0.1", int(record.extra["client_port"]))
-        and _http_ok(f"http://127.0.0.1:{record.extra['agent_port']}/api/healthz")
-        and _http_ok(f"{dashboard_url(record)}/api/jobs/")
+        and http_ok(f"http://127.0.0.1:{record.extra['agent_port']}/api/healthz", record)
+        and http_ok(f"{dashboard_url(record)}/api/jobs/", record)
     )
 
 

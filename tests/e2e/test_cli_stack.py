@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,20 +23,38 @@ def bearer(esb: Esb, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {made.stdout.strip()}"}
 
 
+def ray_nodes(dashboard_port: str, state_dir: Path) -> list[dict[str, Any]]:
+    """The nodes Ray's state API lists (what `ray list nodes` shows), with the stack's Ray token
+    when it runs in token mode."""
+    token = state_dir / "secrets" / "ray_token"
+    auth = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
+    url = f"http://127.0.0.1:{dashboard_port}/api/v0/nodes"
+    answer = httpx.get(url, timeout=60, headers=auth)
+    assert answer.status_code == 200, answer.text
+    nodes: list[dict[str, Any]] = answer.json()["data"]["result"]["result"]
+    return nodes
+
+
 def test_esb_up_status_apply_publish_down(tmp_path: Path) -> None:
     env = stack_env(tmp_path / "state")
     api = env["API_PORT"]
     esb = esb_cli(env)
 
-    up = esb("up")
+    up = esb("up", "--ray-workers", "1")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{api}/docs" in up.stdout
         status = esb("status").stdout
-        for service in ("kafka", "redis", "ray", "api"):
+        for service in ("kafka", "redis", "ray", "ray-worker-1", "api"):
             assert any(
-                line.startswith(service) and "state=running" in line for line in status.splitlines()
+                line.startswith(f"{service} ") and "state=running" in line
+                for line in status.splitlines()
             ), status
+        nodes = ray_nodes(env["RAY_DASHBOARD_PORT"], tmp_path / "state")
+        assert sorted((n["is_head_node"], n["state"]) for n in nodes) == [
+            (False, "ALIVE"),
+            (True, "ALIVE"),
+        ], nodes
 
         spec = tmp_path / "streams.yaml"
         spec.write_text(

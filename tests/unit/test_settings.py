@@ -16,6 +16,7 @@ def test_what_a_worker_gets_is_exactly_this_list() -> None:
         "kafka_ssl_ca_location",
         "redis_url",
         "ray_auth_mode",
+        "esb_ray_token_file",
         "allow_private_webhooks",
         "webhook_timeout_s",
         "esb_master_key",
@@ -56,3 +57,12 @@ def test_secrets_are_hidden_in_dumps_and_reprs() -> None:
 
 def test_settings_differing_only_in_a_secret_are_told_apart() -> None:
     assert Settings(esb_master_key=KEY).identity() != Settings(esb_master_key=KEY + "x").identity()
+
+
+def test_the_local_bootstrap_lists_every_broker_of_a_cluster() -> None:
+    single = Settings(kafka_bootstrap_servers=None, kafka_port=19092)
+    assert single.kafka_bootstrap == "127.0.0.1:19092"
+    three = Settings(kafka_bootstrap_servers=None, kafka_brokers=3, kafka_port=19092)
+    assert three.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19102,127.0.0.1:19112"
+    env = worker_env(three)  # workers get every seed
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == three.kafka_bootstrap

@@ -1,0 +1,226 @@
+"""A private 3-broker stack for the broker fault tests, and what they do to it.
+
+The stack is `esb up --kafka-brokers 3` in a subprocess, as a user runs it: Redis, a Ray head,
+the API and three KRaft nodes, on free ports with their own state dir (the session's stack is
+single-broker and its API talks to its own broker). A killed node comes back the way `esb up`
+brings back whatever died: `local_stack.up` here in-process, without touching the API.
+
+`Publisher` is the client under test: it publishes batches with event ids over HTTP until
+stopped, sends a batch again (same ids) until every event in it is acknowledged, and keeps
+every receipt, the oracle the topic is checked against.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka.admin import AdminClient
+
+from cluster.security import auth_config_from, mint_token
+from cluster.settings import Settings
+from cluster.stack import local_stack, processes
+from cluster.stack.processes import ProcessRecord
+from tests.integration.waiting import wait_for
+
+BROKERS = 3
+OUTSIDE = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "RAY_ADDRESS")
+
+
+def port_run(count: int, first: int = 21_000, last: int = 31_000) -> int:
+    """The first of `count` consecutive ports that are all free (below the ephemeral range, so
+    no outgoing connection takes one meanwhile); the nodes' ports are KAFKA_PORT + a step."""
+    base = first + (os.getpid() * 37) % (last - first)  # two sessions start apart
+    for _ in range(200):
+        if not any(processes.port_in_use(p) for p in range(base, base + count)):
+            return base
+        base = first + (base + count - first) % (last - first)
+    raise AssertionError(f"no {count} consecutive free ports in {first}..{last}")
+
+
+@dataclass
+class ClusterStack:
+    """A running private stack: `config` as given to `esb up`, `settings` resolved by it."""
+
+    config: Settings
+    settings: Settings
+    env: dict[str, str]
+    log: list[str] = field(default_factory=list)
+
+    def esb(self, *args: str, timeout_s: float = 420) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cluster.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
+    def records(self) -> dict[str, ProcessRecord]:
+        """The Kafka nodes stack.json records, by service name (kafka-1 ..)."""
+        state = json.loads((self.config.esb_state_dir / local_stack.STATE_FILE).read_text())
+        return {
+            name: ProcessRecord.from_dict(rec)
+            for name, rec in state["services"].items()
+            if name.startswith("kafka-")
+        }
+
+    def kill(self, name: str) -> ProcessRecord:
+        """SIGKILL the node: no controlled shutdown, no flush, as when a machine dies."""
+        record = self.records()[name]
+        os.kill(record.pid, signal.SIGKILL)
+        assert processes.wait_for(lambda: not processes.is_alive(record), timeout_s=60)
+        return record
+
+    def restart(self) -> None:
+        """What `esb up` does for a node that died: forget it, start it, wait until it is a live
+        broker again (the API, Redis, Ray and the other nodes are left as they are)."""
+        local_stack.up(self.config, with_api=False, progress=self.log.append)
+
+    def token(self, tenant: str) -> str:
+        config = auth_config_from(self.settings)
+        return mint_token(config, tenant, "admin", f"admin@{tenant}", ttl_s=3600)
+
+    def client(self, tenant: str) -> httpx.Client:
+        auth = {"Authorization": f"Bearer {self.token(tenant)}"}
+        return httpx.Client(base_url=self.settings.api_url, timeout=120, headers=auth)
+
+
+def start(state_dir: Path) -> ClusterStack:
+    """`esb up --kafka-brokers 3` on free ports in state_dir; StackError-free or it raises."""
+    kafka = port_run(2 * BROKERS)  # node n: KAFKA_PORT + 2(n-1), its controller on the next port
+    redis, ray, dashboard, api, metrics = processes.free_ports(5)
+    ports = {
+        "kafka_port": kafka,
+        "kafka_controller_port": kafka + 1,
+        "kafka_port_step": 2,
+        "redis_port": redis,
+        "ray_port": ray,
+        "ray_dashboard_port": dashboard,
+        "api_port": api,
+        "metrics_port": metrics,
+    }
+    env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
+    env["ESB_STATE_DIR"] = str(state_dir)
+    env.update({name.upper(): str(value) for name, value in ports.items()})
+    config = Settings(
+        kafka_bootstrap_servers=None,
+        redis_url=None,
+        ray_address=None,
+        esb_state_dir=state_dir,
+        kafka_brokers=BROKERS,
+        **ports,  # type: ignore[arg-type]
+    )
+    stack = ClusterStack(config, config, env)
+    up = stack.esb("up", "--kafka-brokers", str(BROKERS))
+    stack.log += up.stdout.splitlines()
+    if up.returncode != 0:
+        stack.esb("down")
+        raise AssertionError(f"esb up --kafka-brokers 3 failed:\n{up.stdout}\n{up.stderr}")
+    # Everything runs: this only reads the state and the secrets, and resolves the addresses.
+    stack.settings = local_stack.up(config, with_api=False, progress=stack.log.append)
+    return stack
+
+
+def out_of_sync(settings: Settings) -> list[str]:
+    """What keeps the cluster from being whole: a broker missing, or a partition (of any topic,
+    the internal ones too) without a leader or with a replica out of its ISR."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    try:
+        meta = admin.list_topics(timeout=10)
+    except Exception as exc:  # a metadata request that lands on the dying node
+        return [repr(exc)]
+    problems = [] if len(meta.brokers) == BROKERS else [f"brokers {sorted(meta.brokers)}"]
+    for name, topic in meta.topics.items():
+        for p in topic.partitions.values():
+            if p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
+                problems.append(f"{name}[{p.id}] leader {p.leader} isr {p.isrs} of {p.replicas}")
+    return problems
+
+
+def batch_of(number: int, size: int, make: Callable[[int, int], dict[str, Any]]) -> list[dict]:
+    return [make(number, i) for i in range(size)]
+
+
+class Publisher:
+    """Publishes batches over HTTP from a thread until `stop()`; a batch goes again with the
+    same ids after any error (connection, timeout, 5xx, a 207 with failed events) until each
+    of its events is acknowledged (`published` or `duplicate`). A 4xx ends it: that is a bug."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        who: dict[str, str],
+        make: Callable[[int, int], dict[str, Any]],
+        size: int = 200,
+    ) -> None:
+        self.client, self.who, self.make, self.size = client, who, make, size
+        self.sent: set[str] = set()  # every id a request carried
+        # id -> (status, partition, offset) of each acknowledgement: `published` once, then
+        # `duplicate`s pointing at the original (no place while the original is in flight)
+        self.receipts: dict[str, list[tuple[str, int | None, int | None]]] = defaultdict(list)
+        self.answers: Counter[str] = Counter()  # HTTP status or error class per request
+        self.batches = 0  # fully acknowledged
+        self.slowest_s = 0.0
+        self.fatal: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the batch in flight (until it is acknowledged), then return."""
+        self._stop.set()
+        self._thread.join(timeout=600)
+        assert not self._thread.is_alive(), "the publisher did not finish its last batch"
+
+    def wait_acknowledged(self, batches: int, what: str) -> None:
+        """Until `batches` more batches are acknowledged (or the publisher gave up)."""
+        goal = self.batches + batches
+        wait_for(lambda: self.batches >= goal or self.fatal, what)
+        assert self.fatal is None, self.fatal
+
+    def _run(self) -> None:
+        number = 0
+        while not self._stop.is_set() and self.fatal is None:
+            self._until_acknowledged(batch_of(number, self.size, self.make))
+            number += 1
+
+    def _until_acknowledged(self, events: list[dict[str, Any]]) -> None:
+        self.sent.update(e["event_id"] for e in events)
+        while self.fatal is None:
+            began = time.monotonic()
+            try:
+                body = {**self.who, "events": events}
+                answer = self.client.post("/api/v1/events/batch", json=body)
+            except httpx.HTTPError as exc:
+                self.answers[type(exc).__name__] += 1
+                self._stop.wait(0.5)  # the client's back-off before it retries
+                continue
+            self.slowest_s = max(self.slowest_s, time.monotonic() - began)
+            self.answers[str(answer.status_code)] += 1
+            if answer.status_code in (200, 207):
+                for r in answer.json()["events"]:
+                    if r["status"] != "failed":
+                        where = (r["status"], r["partition"], r["offset"])
+                        self.receipts[r["event_id"]].append(where)
+                if answer.status_code == 200:
+                    self.batches += 1
+                    return
+            elif 400 <= answer.status_code < 500:
+                self.fatal = f"{answer.status_code}: {answer.text[:500]}"
+                return
+            self._stop.wait(0.5)
