@@ -11,6 +11,7 @@ pipelines/ because it drives Ray; pipelines/ stays pure.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -33,6 +34,10 @@ log = logging.getLogger("esb.pipeline")
 RESTART_BACKOFF_S = 1.0
 WATCH_S = 2.0  # how often the coordinator looks for joined or lost nodes
 STOP_TIMEOUT_S = 30.0  # a moved owner that has not stopped by then is killed
+HEALTH_S = 10.0  # how often the coordinator asks each owner when it last finished a step
+# An owner whose step has not ended for this long is replaced: after a broker failure
+# librdkafka's send_offsets_to_transaction can block past its own timeout (librdkafka #5456).
+STUCK_S = 120.0
 
 
 def load_record(settings: Settings, pipeline_id: str) -> PipelineRecord:
@@ -64,6 +69,8 @@ class Coordinator:
         self.stopping: dict[int, float] = {}  # owner being moved -> when to kill it instead
         self.fenced: set[int] = set()  # another job instance owns these partitions now
         self.addresses: dict[str, str] = {}  # node id -> its address, for the placement doc
+        self.progressed: dict[int, float] = {}  # owner -> when it last finished a step
+        self.next_health = 0.0
 
     def run(self) -> None:
         self.rebalance()
@@ -81,6 +88,33 @@ class Coordinator:
             else:  # no node could take them last round
                 time.sleep(WATCH_S)
             self.rebalance()
+            self.watch_steps()
+
+    def watch_steps(self) -> None:
+        """Kill an owner stuck in one step (or in its start) for STUCK_S; its successor claims
+        new epochs, so whatever the stuck one does later is fenced."""
+        now = time.monotonic()
+        if now < self.next_health:
+            return
+        self.next_health = now + HEALTH_S
+        asked = {
+            actor.idle_s.remote(): index
+            for index, actor in self.actors.items()
+            if index not in self.stopping
+        }
+        if not asked:
+            return
+        answered, _ = ray.wait(list(asked), num_returns=len(asked), timeout=5)
+        for ref in answered:
+            with contextlib.suppress(RayError):  # it died meanwhile: run() tells
+                self.progressed[asked[ref]] = now - ray.get(ref)
+        for index in asked.values():
+            if now - self.progressed.get(index, now) > STUCK_S:
+                log.warning(
+                    "owner %d of pipeline %s is stuck; replacing it", index, self.record.pipeline_id
+                )
+                ray.kill(self.actors[index], no_restart=True)
+                self.stopping[index] = math.inf  # asked no more; counted as a restart
 
     def rebalance(self) -> None:
         """Stop the owners whose node changed, start the missing ones where they belong."""
@@ -116,6 +150,7 @@ class Coordinator:
         self.actors[index] = actor
         self.runs[actor.run.remote()] = index
         self.placement[index] = node_id
+        self.progressed[index] = time.monotonic()
         self._publish_placement()
 
     def _ended(self, ref: Any) -> None:
@@ -126,7 +161,7 @@ class Coordinator:
             outcome = f"died: {type(exc).__name__}"
         log.warning("owner %d of pipeline %s ended (%s)", index, self.record.pipeline_id, outcome)
         ray.kill(self.actors.pop(index), no_restart=True)  # frees its name for the successor
-        moved = self.stopping.pop(index, None) is not None
+        moved = self.stopping.pop(index, None) is not None and outcome == "stopped"
         del self.placement[index]
         if outcome == "fenced":
             self.fenced.add(index)

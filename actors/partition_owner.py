@@ -60,6 +60,7 @@ class PartitionOwner:
         )
         self.epochs = self.store.claim(self.partitions)  # fences every earlier owner
         self.stopping = threading.Event()  # set by the coordinator to move this owner
+        self.stepped_at = time.monotonic()  # the coordinator's watchdog reads it
         self.stages: dict[int, Stage] = {}
         self.next_offsets: dict[int, int] = {}
         self.inputs = {record.kafka_topic: 0}
@@ -293,6 +294,7 @@ class PartitionOwner:
         try:
             while not self.stopping.is_set():
                 self.step()
+                self.stepped_at = time.monotonic()
             return "stopped"
         except Fenced:
             return "fenced"
@@ -323,6 +325,10 @@ class PartitionOwnerActor:
     def stop(self) -> None:
         """Ask run() to end after its current step (run() answers "stopped")."""
         self.owner.stopping.set()
+
+    def idle_s(self) -> float:
+        """Seconds since the owner last finished a step (an idle one takes under a second)."""
+        return time.monotonic() - self.owner.stepped_at
 
     def where(self) -> tuple[str, int]:
         """This owner's Ray node id and process id."""
