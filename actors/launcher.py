@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import contextlib
 
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from actors.dispatcher import DispatcherActor
 from cluster import naming, ray_client
 from cluster.models.subscriptions import SubscriptionRecord
 from cluster.settings import Settings, worker_env
+
+
+def on_node(node_id: str) -> NodeAffinitySchedulingStrategy:
+    """Run on that node; soft, so a node lost meanwhile means another node, not no actor (a
+    restart by Ray keeps the strategy)."""
+    return NodeAffinitySchedulingStrategy(node_id, soft=True)
 
 
 class DispatcherLauncher:
@@ -23,13 +31,19 @@ class DispatcherLauncher:
     def start(self, record: SubscriptionRecord) -> None:
         ray_client.connect(self._settings)
         for index in range(record.dispatchers):
-            DispatcherActor.options(  # type: ignore[attr-defined]
-                name=naming.dispatcher_name(record.subscription_id, index),
-                namespace=naming.RAY_NAMESPACE,
-                lifetime="detached",
-                get_if_exists=True,
-                runtime_env={"env_vars": worker_env(self._settings)},
-            ).remote(record.model_dump(mode="json"), index)
+            self.start_one(record, index)
+
+    def start_one(self, record: SubscriptionRecord, index: int, node_id: str | None = None) -> None:
+        """Dispatcher `index` of the subscription (unless it runs), on `node_id` if given."""
+        placed = {} if node_id is None else {"scheduling_strategy": on_node(node_id)}
+        DispatcherActor.options(  # type: ignore[attr-defined]
+            name=naming.dispatcher_name(record.subscription_id, index),
+            namespace=naming.RAY_NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            runtime_env={"env_vars": worker_env(self._settings)},
+            **placed,
+        ).remote(record.model_dump(mode="json"), index)
 
     def stop(self, record: SubscriptionRecord) -> None:
         ray = ray_client.connect(self._settings)

@@ -112,6 +112,7 @@ def owner_name(pipeline_id: str, index: int) -> str:
 
 
 INDEXER_NAME = "esb-indexer"
+DISPATCH_COORDINATOR = "esb-dispatch-coordinator"  # spreads subscriptions' dispatchers
 # The cluster's one `GET /metrics` server (actors.metrics_exporter).
 METRICS_EXPORTER = "esb-metrics-exporter"
 

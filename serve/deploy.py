@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from ray import serve as ray_serve
 
+from actors.dispatch_coordinator import start_dispatch_coordinator
 from actors.indexer import IndexerLauncher
 from actors.metrics_exporter import start_metrics_exporter
 from cluster import ray_client
@@ -49,6 +50,7 @@ def app_builder(args: dict[str, Any]) -> Any:
     beside it, as in start_api. Serve passes the config's `args`; none are read."""
     settings = Settings()
     IndexerLauncher(settings).start()
+    start_dispatch_coordinator(settings)
     return api_deployment(settings)
 
 
