@@ -35,9 +35,9 @@ from benchmarks.scenarios import (
     http_publish,
     live_http,
     profile,
+    ray_nodes,
     scaling,
     schema_publish,
-    two_nodes,
     window_throughput,
 )
 from benchmarks.stack import private_stack
@@ -51,7 +51,7 @@ SCENARIOS = (
     "live-http",
     "end-to-end",
     "scaling",
-    "two-nodes",
+    "ray-nodes",
     "event-store",
     "schema-publish",
     "correlation",
@@ -80,7 +80,7 @@ def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], d
     results: list[ScenarioResult] = []
     profiled: dict[str, Any] = {}
     loaded = None
-    if only & {"window-throughput", "scaling", "two-nodes"}:
+    if only & {"window-throughput", "scaling", "ray-nodes"}:
         loaded = window_throughput.load_topic(ctx)
     window = None
     if "window-throughput" in only and loaded is not None:
@@ -96,12 +96,12 @@ def run_scenarios(ctx: Context, only: set[str]) -> tuple[list[ScenarioResult], d
         results.append(end_to_end.run(ctx))
     if "scaling" in only and loaded is not None:
         results.append(scaling.run(ctx, loaded, window or ScenarioResult("none", "")))
-    if "two-nodes" in only and ctx.config.two_nodes:
-        results.append(two_nodes.run(ctx, loaded))
-    elif "two-nodes" in only:
-        skipped = ScenarioResult("two-nodes", "Two Ray nodes on one machine: where owners run")
+    if "ray-nodes" in only and ctx.config.ray_nodes:
+        results.append(ray_nodes.run(ctx, loaded))
+    elif "ray-nodes" in only:
+        skipped = ScenarioResult("ray-nodes", ray_nodes.TITLE)
         skipped.status = "left out of quick runs"
-        skipped.notes.append("it takes about 35 s; `make bench` runs it")
+        skipped.notes.append("it takes a few minutes; `make bench` runs it")
         results.append(skipped)
     if "event-store" in only:
         results.append(event_store.run(ctx))

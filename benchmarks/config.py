@@ -25,7 +25,7 @@ class Config:
     live_rates: tuple[float, ...] = (200.0, 1_000.0)  # live-http: HTTP publishes per second
     live_seconds: float = 5.0
     scaling_owners: tuple[int, ...] = (1, 2, 4)
-    two_nodes: bool = True  # the two-node part of scaling (quick runs leave it out for time)
+    ray_nodes: bool = True  # scaling over 1-3 Ray nodes (quick runs leave it out for time)
     pipeline_owners: int = 2  # scenario 1 (the API's default)
     event_store_events: int = 100_000  # event-store: events indexed, then looked up
     correlation_events: int = 100_000  # correlation: events per workload (join, pattern)
@@ -52,5 +52,5 @@ QUICK = Config(
     single_seconds=3.0,
     e2e_rate=5_000.0,
     e2e_seconds=5.0,
-    two_nodes=False,
+    ray_nodes=False,
 )

@@ -3,7 +3,7 @@ the same pre-loaded 4-partition topic (the owners= parameter of submit_pipeline)
 scenario 1's owner count is scenario 1's own trials, not run twice.
 
 On this 2-core machine more owners can only help while one owner leaves a core idle; the chart
-shows where that stops. The two-node part is in benchmarks/scenarios/two_nodes.py.
+shows where that stops. Scaling over Ray nodes is in benchmarks/scenarios/ray_nodes.py.
 """
 
 from __future__ import annotations
