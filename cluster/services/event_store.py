@@ -240,7 +240,7 @@ class EventStoreService:
         """Until the indexer has written every record the streams held when called (True), or
         the deadline passed (False: the indexer is behind; the answer holds what is indexed)."""
         targets = {}
-        for stream in streams:
+        for stream in (s for s in streams if s.event_store):  # the others are never indexed
             marks = await asyncio.to_thread(self._bus.topics.watermarks, stream.kafka_topic)
             targets[stream.stream_id] = {p: high for p, (low, high) in marks.items() if high > low}
         end = time.monotonic() + deadline_s

@@ -12,7 +12,8 @@ from redis import Redis
 
 from cluster import naming
 from cluster.kafka.clients import committed_offsets, new_consumer
-from cluster.models.streams import StreamConfig
+from cluster.models.streams import StreamConfig, StreamRecord
+from cluster.services.event_store import EventStoreService
 from cluster.services.streaming import EventStreamingService
 from cluster.settings import Settings
 from tests.integration.conftest import create_stream
@@ -73,6 +74,8 @@ async def test_a_stream_out_of_the_event_store_is_read_past_and_refused(
     _refused(http.post(f"/api/v1/aggregates/Gauge/g-{unique}/events", json=append))
 
     record = http.get(f"/api/v1/streams/{plain['stream_id']}").json()
+    # A rebuild waits for the indexed streams only: this one never has index progress.
+    assert await EventStoreService(stack).wait_indexed([StreamRecord(**record)], deadline_s=5)
     config = StreamConfig(**{k: record[k] for k in StreamConfig.model_fields} | {"schemas": {}})
     turned_on = await EventStreamingService(stack).apply_stream(
         config.model_copy(update={"event_store": True}), TENANT, "tests"
