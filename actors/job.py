@@ -16,13 +16,14 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-from redis import Redis
+from redis import Redis, RedisError
 
 from actors.partition_owner import PartitionOwnerActor
 from actors.placement import moves, nodes_with_capacity, place
@@ -168,7 +169,8 @@ class Coordinator:
             self._publish_placement()
             return
         job = naming.pipeline_key(self.record.pipeline_id, "job")
-        self.redis.hincrby(job, "owner_moves" if moved else "owner_restarts", 1)
+        with _redis_may_be_down():  # a lost count, not a lost job
+            self.redis.hincrby(job, "owner_moves" if moved else "owner_restarts", 1)
         if not moved:
             time.sleep(RESTART_BACKOFF_S)
 
@@ -182,7 +184,20 @@ class Coordinator:
             }
             for index, node in sorted(self.placement.items())
         ]
-        self.redis.set(naming.pipeline_key(self.record.pipeline_id, "placement"), orjson.dumps(doc))
+        with _redis_may_be_down():  # rewritten at the next change
+            self.redis.set(
+                naming.pipeline_key(self.record.pipeline_id, "placement"), orjson.dumps(doc)
+            )
+
+
+@contextlib.contextmanager
+def _redis_may_be_down() -> Iterator[None]:
+    """The coordinator's own bookkeeping waits for no Redis: while Redis is away the owners fail
+    their commits and are restarted until it is back, and the coordinator must outlive that."""
+    try:
+        yield
+    except RedisError as exc:
+        log.warning("Redis unavailable for the coordinator's bookkeeping: %s", exc)
 
 
 def _wait_name_free(name: str, deadline_s: float = 30.0) -> None:

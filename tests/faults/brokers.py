@@ -12,6 +12,7 @@ every receipt, the oracle the topic is checked against.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,25 +68,33 @@ class ClusterStack:
             timeout=timeout_s,
         )
 
-    def records(self) -> dict[str, ProcessRecord]:
-        """The Kafka nodes stack.json records, by service name (kafka-1 ..)."""
+    def services(self) -> dict[str, ProcessRecord]:
+        """What stack.json records, by service name (redis, ray, kafka-1 ..)."""
         state = json.loads((self.config.esb_state_dir / local_stack.STATE_FILE).read_text())
-        return {
-            name: ProcessRecord.from_dict(rec)
-            for name, rec in state["services"].items()
-            if name.startswith("kafka-")
-        }
+        return {name: ProcessRecord.from_dict(rec) for name, rec in state["services"].items()}
+
+    def records(self) -> dict[str, ProcessRecord]:
+        """The Kafka nodes' records, by service name (kafka-1 ..)."""
+        return {n: r for n, r in self.services().items() if n.startswith("kafka-")}
 
     def kill(self, name: str) -> ProcessRecord:
-        """SIGKILL the node: no controlled shutdown, no flush, as when a machine dies."""
-        record = self.records()[name]
-        os.kill(record.pid, signal.SIGKILL)
-        assert processes.wait_for(lambda: not processes.is_alive(record), timeout_s=60)
+        """SIGKILL the service (a Kafka node, Redis) and whatever runs in its session (Redis's
+        AOF-rewrite child holds the port too): no controlled shutdown, no flush, as when a
+        machine dies."""
+        record = self.services()[name]
+        for pid in [record.pid, *processes.session_members(record.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert processes.wait_for(
+            lambda: not processes.is_alive(record) and not processes.session_members(record.pid),
+            timeout_s=60,
+        )
         return record
 
     def restart(self) -> None:
-        """What `esb up` does for a node that died: forget it, start it, wait until it is a live
-        broker again (the API, Redis, Ray and the other nodes are left as they are)."""
+        """What `esb up` does for a service that died: forget it, start it, wait until it
+        answers (a Kafka node: a live broker again; Redis: from its AOF); the API and the
+        rest are left as they are."""
         local_stack.up(self.config, with_api=False, progress=self.log.append)
 
     def token(self, tenant: str) -> str:

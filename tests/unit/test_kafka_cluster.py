@@ -1,5 +1,5 @@
 """A local Kafka cluster's shape: each node's ports, voters, directories and replication settings
-(no broker here; tests/faults/test_broker_faults.py runs a real cluster)."""
+(no broker here; tests/faults/test_stack_faults.py runs a real cluster)."""
 
 from __future__ import annotations
 
