@@ -3,9 +3,11 @@ subprocesses, and the result shape the report, JSON and charts are made from."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from benchmarks.procstat import cpu_seconds
 from benchmarks.progress import Progress
 from benchmarks.runners.common import AUTH_ENV
 from benchmarks.stack import BenchStack
+from cluster.services.event_store import EventStoreService
+from cluster.services.streaming import EventStreamingService
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER_TIMEOUT_S = 900
@@ -87,6 +91,20 @@ class Context:
             if value is not None:
                 found[name] = value
         return found
+
+    def settle_indexer(self, deadline_s: float = 600.0) -> None:
+        """Wait until the event store's indexer has caught up with every stream, so a latency
+        trial measures the front door, not the indexing backlog of the trials before it (the
+        indexer reads about 10k events/s on this machine; a trial writes up to a million)."""
+        started = time.monotonic()
+
+        async def caught_up() -> bool:
+            streams = await EventStreamingService(self.bench.settings).list_streams()
+            return await EventStoreService(self.bench.settings).wait_indexed(streams, deadline_s)
+
+        done = asyncio.run(caught_up())
+        state = "caught up" if done else f"still behind after {deadline_s:.0f}s"
+        self.progress(f"event-store indexer {state} ({time.monotonic() - started:.0f}s waited)")
 
     def runner_env(self) -> dict[str, str]:
         """The environment of runner subprocesses: ours, plus the API token."""

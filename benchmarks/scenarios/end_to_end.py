@@ -112,6 +112,7 @@ def run(ctx: Context) -> ScenarioResult:
         wait_owners(pipeline, OWNERS)
         for trial in range(1, config.trials + 1):
             label = f"trial {trial}/{config.trials}"
+            ctx.settle_indexer()
             ctx.progress(
                 f"end-to-end, {label}: {config.e2e_seconds:.0f}s at "
                 f"{config.e2e_rate:,.0f} events/s ..."

@@ -28,6 +28,7 @@ def run(ctx: Context) -> ScenarioResult:
         latencies: list[float] = []
         for trial in range(1, config.trials + 1):
             label = f"trial {trial}/{config.trials}"
+            ctx.settle_indexer()
             ctx.progress(f"{name}, {label} ...")
             try:
                 subscriber = start_subscriber(ctx, stream_id, config.live_seconds + 5.0)
