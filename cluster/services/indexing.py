@@ -80,6 +80,7 @@ class EventIndexer:
         self._observe = self.redis.register_script(aggregates.OBSERVE)
         self._topics: dict[str, StreamRecord] = {}
         self._refreshed_at = 0.0
+        self._positions: dict[tuple[str, int], int] = {}  # the caught-up positions written
         self.indexed = 0
         self.consumer = self._subscribe()
 
@@ -104,6 +105,7 @@ class EventIndexer:
         """One batch: index, then commit. Answers the number of events indexed."""
         batch = self.consumer.consume(num_messages=self.batch_size, timeout=timeout_s)
         if not batch:
+            self._caught_up()
             return 0
         stale = time.monotonic() > self._refreshed_at + STREAMS_REFRESH_S  # event_store flags
         if stale or any(m.error() is None and (m.topic() or "") not in self._topics for m in batch):
@@ -129,6 +131,21 @@ class EventIndexer:
             )
         self.indexed += len(events)
         return len(events)
+
+    def _caught_up(self) -> None:
+        """Nothing left to read: progress is the consumer's position, which is past the
+        transaction markers a transactional producer (exactly-once forwarding into a stream)
+        leaves after its last record; else a partition would look one offset behind forever."""
+        progress: dict[str, dict[int, int]] = defaultdict(dict)
+        for tp in self.consumer.position(self.consumer.assignment()):
+            stream = self._topics.get(tp.topic)
+            if stream is None or not stream.event_store or tp.offset < 0:
+                continue
+            if self._positions.get((tp.topic, tp.partition)) != tp.offset:
+                progress[stream.stream_id][tp.partition] = tp.offset
+                self._positions[(tp.topic, tp.partition)] = tp.offset
+        if progress:
+            self._write([], progress)
 
     def _write(self, events: list[IndexedEvent], progress: dict[str, dict[int, int]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
