@@ -101,10 +101,15 @@ class TopicAdmin:
         consumer = new_consumer(self._settings, naming.reader_group("admin"))
         try:
             # Loading the topic's metadata first: a fresh client asked for offsets of a topic it
-            # has not seen answers "unknown partition".
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                raise NotFound(f"Kafka topic {topic} does not exist")
+            # has not seen answers "unknown partition". A topic created a moment ago may not be
+            # in every broker's metadata yet: asked again for about 1.5 s before a 404.
+            for delay_s in (0.1, 0.2, 0.4, 0.8, None):
+                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+                if meta is not None and meta.error is None:
+                    break
+                if delay_s is None:
+                    raise NotFound(f"Kafka topic {topic} does not exist")
+                time.sleep(delay_s)
             return {p: _watermarks(consumer, topic, p) for p in sorted(meta.partitions)}
         except KafkaException as exc:
             raise ServiceUnavailable(f"Kafka did not answer for {topic}: {exc}") from None
