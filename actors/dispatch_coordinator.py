@@ -89,7 +89,7 @@ class DispatchCoordinator:
         log.info("moving dispatcher %s to node %s", name, node_id)
         _kill(name)
         state = self.redis.get(naming.sub_key(record.subscription_id, "state"))
-        if state in (b"active", b"paused"):  # not cancelled while it stopped
+        if state not in (b"cancelled", None):  # not cancelled (or deleted) while it stopped
             self.launcher.start_one(record, index, node_id)
 
     def run(self, stop: threading.Event) -> None:
