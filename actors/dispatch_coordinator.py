@@ -15,17 +15,15 @@ move) are removed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import time
 from typing import Any
 
 import ray
 from ray.util.state import list_actors
 from redis import Redis
 
-from actors.launcher import DispatcherLauncher
+from actors.launcher import DispatcherLauncher, stop_one, wait_name_free
 from actors.placement import moves, nodes_with_capacity, place
 from cluster import naming
 from cluster.models.subscriptions import SubscriptionRecord
@@ -33,7 +31,6 @@ from cluster.settings import Settings, get_settings, worker_env
 
 log = logging.getLogger("esb.dispatch_coordinator")
 WATCH_S = 5.0
-NAME_FREE_S = 30.0
 
 
 class DispatchCoordinator:
@@ -111,21 +108,9 @@ def _running_dispatchers() -> dict[str, str]:
 
 
 def _kill(name: str) -> None:
-    """Stop the dispatcher gracefully (then kill it) and wait until its name is free."""
-    try:
-        actor = ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
-    except ValueError:
-        return
-    with contextlib.suppress(Exception):  # dead or stuck: killed anyway
-        ray.get(actor.stop.remote(), timeout=30)
-    ray.kill(actor, no_restart=True)
-    end = time.monotonic() + NAME_FREE_S
-    while time.monotonic() < end:
-        try:
-            ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.2)
+    """Stop the dispatcher (gracefully, then killed) and wait until its name is free."""
+    if stop_one(name):
+        wait_name_free(name)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)

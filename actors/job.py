@@ -25,6 +25,7 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from redis import Redis, RedisError
 
+from actors.launcher import wait_name_free
 from actors.partition_owner import PartitionOwnerActor
 from actors.placement import moves, nodes_with_capacity, place
 from cluster import naming, ray_client
@@ -140,7 +141,7 @@ class Coordinator:
                 self.stopping[index] = math.inf  # killed once; its run() ref ends it
 
     def _start(self, index: int, node_id: str) -> None:
-        _wait_name_free(naming.owner_name(self.record.pipeline_id, index))
+        wait_name_free(naming.owner_name(self.record.pipeline_id, index))
         actor = PartitionOwnerActor.options(  # type: ignore[attr-defined]
             name=naming.owner_name(self.record.pipeline_id, index),
             namespace=naming.RAY_NAMESPACE,
@@ -198,17 +199,6 @@ def _redis_may_be_down() -> Iterator[None]:
         yield
     except RedisError as exc:
         log.warning("Redis unavailable for the coordinator's bookkeeping: %s", exc)
-
-
-def _wait_name_free(name: str, deadline_s: float = 30.0) -> None:
-    """A killed actor's name is released asynchronously; reuse it once it is gone."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.2)
 
 
 def main(argv: list[str]) -> int:

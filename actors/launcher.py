@@ -9,7 +9,9 @@ The subscription service takes any object with these three methods, so tests can
 from __future__ import annotations
 
 import contextlib
+import time
 
+import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.dispatcher import DispatcherActor
@@ -22,6 +24,29 @@ def on_node(node_id: str) -> NodeAffinitySchedulingStrategy:
     """Run on that node; soft, so a node lost meanwhile means another node, not no actor (a
     restart by Ray keeps the strategy)."""
     return NodeAffinitySchedulingStrategy(node_id, soft=True)
+
+
+def stop_one(name: str) -> bool:
+    """Stop the named dispatcher gracefully, then kill it; False when there was none."""
+    try:
+        actor = ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
+    except ValueError:
+        return False
+    with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
+        ray.get(actor.stop.remote(), timeout=30)
+    ray.kill(actor, no_restart=True)
+    return True
+
+
+def wait_name_free(name: str, deadline_s: float = 30.0) -> None:
+    """A killed actor's name is released asynchronously; reuse it once it is gone."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.2)
 
 
 class DispatcherLauncher:
@@ -46,17 +71,9 @@ class DispatcherLauncher:
         ).remote(record.model_dump(mode="json"), index)
 
     def stop(self, record: SubscriptionRecord) -> None:
-        ray = ray_client.connect(self._settings)
+        ray_client.connect(self._settings)
         for index in range(record.dispatchers):
-            try:
-                actor = ray.get_actor(
-                    naming.dispatcher_name(record.subscription_id, index), naming.RAY_NAMESPACE
-                )
-            except ValueError:
-                continue
-            with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
-                ray.get(actor.stop.remote(), timeout=30)
-            ray.kill(actor, no_restart=True)
+            stop_one(naming.dispatcher_name(record.subscription_id, index))
 
     def alive(self, record: SubscriptionRecord) -> list[bool]:
         ray = ray_client.connect(self._settings)
