@@ -16,12 +16,11 @@ from benchmarks.measure import Runs, Sample, ratio
 from benchmarks.pipeline_run import PipelineRun, window_spec
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios.window_throughput import LoadedTopic
-from cluster.stack import processes, ray_worker
+from cluster.stack import ray_worker
 from cluster.stack.processes import ProcessRecord
 
 NODES = (1, 2, 3)
 OWNERS = 4
-JOIN_TIMEOUT_S = 90.0
 TITLE = "Window throughput on 1, 2 and 3 Ray nodes of one machine"
 
 
@@ -75,17 +74,7 @@ def run(ctx: Context, loaded: LoadedTopic | None) -> ScenarioResult:
 
 def _join(ctx: Context, index: int) -> ProcessRecord:
     settings = ctx.bench.settings
-    ctx.progress(f"starting Ray worker node {index} on this machine ...")
-    node = ray_worker.launch(settings, str(settings.ray_address), index=index, num_cpus=1)
-    joined = processes.wait_for(
-        lambda: ray_worker.is_ready(node) or not processes.is_alive(node),
-        timeout_s=JOIN_TIMEOUT_S,
-        interval_s=0.5,
-    )
-    if not (joined and processes.is_alive(node)):
-        ray_worker.stop(node)
-        raise RuntimeError(f"worker node {index} did not join: {processes.log_tail(node.log_path)}")
-    return node
+    return ray_worker.join(settings, str(settings.ray_address), index, progress=ctx.progress)
 
 
 def _trial(ctx: Context, loaded: LoadedTopic) -> tuple[Sample, list[int]]:

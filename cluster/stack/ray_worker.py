@@ -174,6 +174,36 @@ def workers(state: dict[str, ProcessRecord]) -> list[tuple[str, ProcessRecord]]:
     return sorted(found, key=lambda item: int(item[1].extra["index"]))
 
 
+def join(
+    settings: Settings,
+    head_address: str,
+    index: int,
+    num_cpus: int = 1,
+    resources: dict[str, float] | None = None,
+    *,
+    progress: Progress,
+    timeout_s: float = READY_TIMEOUT_S,
+) -> ProcessRecord:
+    """A worker node that has joined: launched, then waited for until the head lists it ALIVE;
+    stopped again, and a StackError with its log raised, when it does not come up."""
+    began = time.monotonic()
+    record = launch(settings, head_address, index, num_cpus, resources)
+    try:
+        processes.wait_ready(
+            service_name(index),
+            functools.partial(is_ready, record),
+            record=record,
+            timeout_s=timeout_s,
+            progress=progress,
+            hint=HINT,
+            started_at=began,
+        )
+    except BaseException:
+        stop(record)
+        raise
+    return record
+
+
 def ensure(
     settings: Settings,
     state: dict[str, ProcessRecord],

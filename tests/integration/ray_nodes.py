@@ -56,23 +56,19 @@ def extra_ray_node(
     (and DEAD in Ray) when it ends if the block did not remove it. `resources`: custom Ray
     resources of the node, to pin work onto it."""
     assert stack.ray_address, "extra_ray_node needs the session stack's Ray head"
-    record = ray_worker.launch(stack, stack.ray_address, next(_indices), num_cpus, resources)
-    try:
-        joined = processes.wait_for(
-            lambda: ray_worker.is_ready(record) or not processes.is_alive(record),
-            timeout_s=JOIN_TIMEOUT_S,
-            interval_s=0.5,
-        )
-        if not (joined and processes.is_alive(record)):
-            raise AssertionError(
-                f"the extra Ray node did not join within {JOIN_TIMEOUT_S}s:\n"
-                + processes.log_tail(record.log_path)
-            )
-        node_id = ray_worker.node_id(record)
-        assert node_id is not None
-    except BaseException:
+    record = ray_worker.join(
+        stack,
+        stack.ray_address,
+        next(_indices),
+        num_cpus,
+        resources,
+        progress=lambda _line: None,
+        timeout_s=JOIN_TIMEOUT_S,
+    )
+    node_id = ray_worker.node_id(record)
+    if node_id is None:
         ray_worker.stop(record)
-        raise
+        raise AssertionError("the extra Ray node joined but Ray does not list its node id")
     node = ExtraNode(record, node_id)
     try:
         yield node
