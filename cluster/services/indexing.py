@@ -79,6 +79,7 @@ class EventIndexer:
         self.generation = int(self.redis.get(naming.INDEXER_GENERATION) or 0)
         self._observe = self.redis.register_script(aggregates.OBSERVE)
         self._topics: dict[str, StreamRecord] = {}
+        self._not_streams: set[str] = set()  # topics seen that no stream had at the last refresh
         self._refreshed_at = 0.0
         self._positions: dict[tuple[str, int], int] = {}  # the caught-up positions written
         self.indexed = 0
@@ -99,6 +100,7 @@ class EventIndexer:
         raws: Any = self.redis.mget([naming.stream_key(i) for i in ids]) if ids else []
         records = [StreamRecord.model_validate_json(raw) for raw in raws if raw]
         self._topics = {r.kafka_topic: r for r in records}
+        self._not_streams.clear()
         self._refreshed_at = time.monotonic()
 
     def run_once(self, timeout_s: float = 0.5) -> int:
@@ -108,8 +110,12 @@ class EventIndexer:
             self._caught_up()
             return 0
         stale = time.monotonic() > self._refreshed_at + STREAMS_REFRESH_S  # event_store flags
-        if stale or any(m.error() is None and (m.topic() or "") not in self._topics for m in batch):
+        unknown = {m.topic() or "" for m in batch if m.error() is None} - self._topics.keys()
+        if stale or unknown - self._not_streams:
             self._refresh_streams()  # a stream created since: at most once per batch
+        # A dead-letter, pipeline or foreign topic asks again only when the streams are stale:
+        # a stream's record is saved before anything can be published to it.
+        self._not_streams |= unknown - self._topics.keys()
         events: list[IndexedEvent] = []
         progress: dict[str, dict[int, int]] = defaultdict(dict)
         commits: dict[tuple[str, int], int] = {}
