@@ -126,6 +126,7 @@ class PartitionOwner:
                 if p not in by_partition:
                     self._advance_idle(p, commit, now_ms)
         if not commit.positions:
+            span.end()  # an empty poll: nothing to trace, but no span left open
             return 0
         if self.output is not None:
             commit.outbox = _outbox(commit, self._right_offsets(commit))

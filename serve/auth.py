@@ -59,6 +59,12 @@ def scope(principal: Principal, named_tenant: str | None) -> str | None:
     return same_tenant(principal, named_tenant)
 
 
+def acting_tenant(principal: Principal, named_tenant: str | None) -> str:
+    """The one tenant a call acts for: the token's (naming another is a 403); dev mode without
+    a token: the named one, else the caller's."""
+    return scope(principal, named_tenant) or principal.tenant_id
+
+
 async def authorize_stream(
     svc: Services, principal: Principal, action: Action, stream: str, tenant: str | None
 ) -> None:

@@ -252,7 +252,7 @@ class EventPublishingService:
 
         now_ms = int(time.time() * 1000)
         span = tracing.start_publish(tenant_id, stream.stream_id, len(fresh))
-        traceparent = tracing.traceparent_of(span.headers)  # None unless TRACING_ENABLED
+        traceparent = span.traceparent  # None unless TRACING_ENABLED
         cipher = self._bus.cipher(stream)  # decided once per batch: plain streams pay nothing
         if cipher is None:
             records = _records(events, ids, fresh, stream, user_id, now_ms, None, traceparent)
@@ -377,13 +377,17 @@ class EventPublishingService:
             self._check_record_sizes(records, range(len(records)))
             headers = [CONTENT_TYPE_HEADER]
         span = tracing.start_publish(tenant_id, stream.stream_id, frame.height)
-        deliveries = await self._bus.producer.send_many(
-            stream.kafka_topic,
-            records,
-            headers=[*headers, *span.headers],  # traceparent when tracing
-            timeout_s=self._bus.settings.publish_timeout_s + 5,
-            partitions=partitions,
-        )
+        try:
+            deliveries = await self._bus.producer.send_many(
+                stream.kafka_topic,
+                records,
+                headers=[*headers, *span.headers],  # traceparent when tracing
+                timeout_s=self._bus.settings.publish_timeout_s + 5,
+                partitions=partitions,
+            )
+        except EsbError as exc:
+            span.end(error=exc.detail)
+            raise
         failed = [d.error for d in deliveries if d.error]
         span.end(failed[0] if failed else None)
         if failed:

@@ -22,7 +22,7 @@ from cluster.models.event_store import (
 )
 from cluster.security import Action, Principal, authorize
 from cluster.security.principal import ANY
-from serve.auth import Caller, TenantQuery, authorize_stream, scope
+from serve.auth import Caller, TenantQuery, acting_tenant, authorize_stream
 from serve.body import read_json_object, validate
 from serve.deps import Services, Svc
 
@@ -56,10 +56,6 @@ async def _body(request: Request, svc: Services, model: type[M]) -> M:
     return validate(model, await read_json_object(request, svc.bus.settings.max_body_bytes))
 
 
-def _tenant(caller: Principal, tenant_id: str | None) -> str:
-    return scope(caller, tenant_id) or caller.tenant_id
-
-
 async def _check_streams(
     svc: Services, caller: Principal, action: Action, streams: list[str], tenant: str
 ) -> None:
@@ -81,7 +77,7 @@ async def get_event(
 ) -> StoredEvent:
     """The event with this id as stored (decrypted for an encrypted stream), with its stream,
     partition and offset; 404 when the tenant has none (or it is not indexed yet)."""
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     authorize(caller, Action.EVENT_READ)
     found = await svc.event_store.get_event(event_id, tenant, stream_id)
     await _check_streams(svc, caller, Action.EVENT_READ, [found.stream_id], tenant)
@@ -98,7 +94,7 @@ async def query_events(
     offset); pass `next_cursor` back as `cursor` for the next page. Every matching event comes
     exactly once across the pages, whatever is published meanwhile."""
     body = await _body(request, svc, EventQuery)
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     await _check_streams(svc, caller, Action.EVENT_READ, body.streams, tenant)
     return await svc.event_store.query(body, tenant)
 
@@ -124,7 +120,7 @@ async def append_events(
     """Append events as the aggregate's next versions if `expected_version` holds (`any`,
     `no_stream`, `exists` or a number), all or none; 409 with `current_version` otherwise."""
     body = await _body(request, svc, AppendRequest)
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     await _check_streams(svc, caller, Action.EVENT_PUBLISH, [body.stream_id], tenant)
     await svc.quotas.charge_publish(tenant, len(body.events), request.state.body_bytes)
     result = await svc.aggregates.append(aggregate_type, aggregate_id, body, tenant, caller.subject)
@@ -143,7 +139,7 @@ async def aggregate_events(
     tenant_id: TenantQuery = None,
 ) -> AggregateHistory:
     """The aggregate's events in version order, each with its `version`."""
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     authorize(caller, Action.EVENT_READ)
     found = await svc.aggregates.history(aggregate_type, aggregate_id, tenant, from_version, limit)
     await _check_streams(svc, caller, Action.EVENT_READ, _stream_of(found), tenant)
@@ -161,7 +157,7 @@ async def aggregate_state(
 ) -> AggregateState:
     """The payloads folded in version order as JSON merge patches (RFC 7396), at the current
     version or `at_version`."""
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     authorize(caller, Action.EVENT_READ)
     if not caller.grants_stream(ANY):  # a token limited to streams: the aggregate's must be one
         first = await svc.aggregates.history(aggregate_type, aggregate_id, tenant, 1, 1)

@@ -16,20 +16,15 @@ from fastapi.responses import Response
 
 from cluster.errors import EsbError
 from cluster.observability.exposition import CONTENT_TYPE
-from cluster.security import Action, Principal, authorize
+from cluster.security import Action, authorize
 from cluster.services.monitoring import MonitoringService, TenantMetrics, with_rates
-from serve.auth import Caller, TenantQuery, authenticate, scope
+from serve.auth import Caller, TenantQuery, acting_tenant, authenticate
 from serve.websocket import refuse, relay
 
 router = APIRouter(tags=["monitoring"])
 monitoring = MonitoringService()
 PUSH_INTERVAL_S = 1.0
 RATE_WINDOW = 5  # pushes
-
-
-def _tenant(caller: Principal, tenant_id: str | None) -> str:
-    """The token's tenant (dev mode: the one named, else the caller's)."""
-    return scope(caller, tenant_id) or caller.tenant_id
 
 
 @router.get(
@@ -46,7 +41,7 @@ async def tenant_metrics(
     """The caller's tenant's streams (published, failed, latency percentiles), consumer lag per
     group and partition, pipelines and subscription deliveries."""
     authorize(caller, Action.STREAM_READ)
-    tenant = _tenant(caller, tenant_id)
+    tenant = acting_tenant(caller, tenant_id)
     accept = request.headers.get("accept", "")
     if format == "prometheus" or (format is None and "text/plain" in accept):
         body = await monitoring.tenant_exposition(tenant)
@@ -72,7 +67,7 @@ async def live_monitoring(websocket: WebSocket) -> None:
     try:
         caller = await authenticate(websocket)
         authorize(caller, Action.STREAM_READ)
-        tenant = _tenant(caller, websocket.query_params.get("tenant_id"))
+        tenant = acting_tenant(caller, websocket.query_params.get("tenant_id"))
     except EsbError as exc:
         await refuse(websocket, exc)
         return
