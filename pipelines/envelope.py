@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -93,7 +93,20 @@ def event_time_ms(value: datetime | int | None, now_ms: int) -> int:
         return now_ms
     if isinstance(value, int):
         return value
-    return int(value.timestamp() * 1000)
+    return epoch_ms(value)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds of an aware datetime (a float timestamp turns 2.001 s into
+    2000 ms).
+
+    >>> epoch_ms(datetime(1970, 1, 1, 0, 0, 2, 1000, tzinfo=UTC))
+    2001
+    """
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 MAX_TIME_MS = 253402300800000  # year 10000: past every timestamp Kafka or Python can hold

@@ -3,12 +3,13 @@ appends (with KurrentDB-style expected versions), histories and folded states.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from pipelines.envelope import epoch_ms
+
 ExpectedVersion = Literal["any", "no_stream", "exists"] | int
 MAX_APPEND_EVENTS = 100
 
@@ -66,11 +67,6 @@ def _ms(value: datetime | int | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
     return epoch_ms(value)
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Exact integer milliseconds (float timestamps turn 2.001 s into 2000 ms)."""
-    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
 class QueryPage(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster import naming
-from pipelines.decode import glob_to_regex
+from pipelines.decode import globs_regex
 from pipelines.envelope import MAX_OFFSET, MAX_TIME_MS
 
 DeliveryMode = Literal["at_most_once", "at_least_once", "exactly_once"]
@@ -156,7 +156,7 @@ def compile_globs(globs: Sequence[str]) -> re.Pattern[str] | None:
     """One regex for any of the globs; None when everything matches (no globs, or a '*')."""
     if not globs or "*" in globs:
         return None
-    return re.compile("^(?:" + "|".join(glob_to_regex(g) for g in globs) + ")$", re.DOTALL)
+    return re.compile(globs_regex(globs), re.DOTALL)
 
 
 class EventFilter:

@@ -40,7 +40,7 @@ from urllib.parse import quote
 import orjson
 
 from cluster import naming
-from cluster.models.event_store import epoch_ms
+from pipelines.envelope import epoch_ms
 
 
 @dataclass(frozen=True)
