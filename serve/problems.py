@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,6 +16,14 @@ from cluster.errors import EsbError
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
+# Redis's connection-class errors: refused or dropped, timed out, still loading its AOF after a
+# restart (BusyLoadingError is a ConnectionError). Redis is down for now, the server is not
+# broken: 503 with Retry-After, so a client waits and tries again.
+REDIS_DOWN: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+REDIS_RETRY_AFTER_S = 2
 
 
 class Problem(BaseModel):
@@ -84,6 +93,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: Redis is unavailable: %r", request.method, request.url.path, exc)
+    return problem(
+        503,
+        "Service unavailable",
+        f"Redis is unavailable ({type(exc).__name__}), so the request could not be answered; "
+        f"try again in {REDIS_RETRY_AFTER_S} s (Retry-After)",
+        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error in %s %s", request.method, request.url.path)
     return problem(500, "Internal error", f"{type(exc).__name__}: the server failed; see its log")
@@ -93,6 +113,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(EsbError, _esb_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    for redis_down in REDIS_DOWN:
+        app.add_exception_handler(redis_down, _redis_down)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -1,0 +1,91 @@
+"""Redis down is a 503 with Retry-After, never a 500: the real app against a Redis address that
+refuses connections, and each connection-class error raised by a route."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis.exceptions
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from cluster.security import auth_config_from, mint_token
+from cluster.settings import Settings
+from serve import problems
+from serve.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:1",
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens: every Redis call is refused
+        jwt_secret_key="k" * 32,
+    )
+    token = mint_token(auth_config_from(settings), "t", "admin", "tester", ttl_s=600)
+    return TestClient(
+        create_app(settings),
+        raise_server_exceptions=False,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def _is_redis_down(answer: httpx.Response) -> None:
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == str(problems.REDIS_RETRY_AFTER_S)
+    body = answer.json()
+    assert body["status"] == 503 and body["title"] == "Service unavailable"
+    assert body["detail"].startswith("Redis is unavailable (")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/streams", "/api/v1/pipelines"])
+def test_reads_while_redis_refuses_connections_are_503(client: TestClient, path: str) -> None:
+    _is_redis_down(client.get(path))
+
+
+def test_a_batch_while_redis_refuses_connections_is_503(client: TestClient) -> None:
+    event = {
+        "event_type": "a.b",
+        "source_capability": "c",
+        "aggregate_id": "1",
+        "aggregate_type": "T",
+        "event_id": "e1",
+    }
+    body = {"stream_id": "s", "tenant_id": "t", "user_id": "u", "events": [event]}
+    _is_redis_down(client.post("/api/v1/events/batch", json=body))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ConnectionError("Connection reset by peer"),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+    ],
+    ids=type,
+)
+def test_each_connection_class_error_is_503(error: Exception) -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise error
+
+    answer = TestClient(app, raise_server_exceptions=False).get("/boom")
+    _is_redis_down(answer)
+    assert type(error).__name__ in answer.json()["detail"]
+
+
+def test_other_redis_errors_stay_500() -> None:
+    """A command Redis refuses (a wrong type, a script error) is a bug here, not an outage."""
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key")
+
+    answer = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert answer.status_code == 500 and "retry-after" not in answer.headers
