@@ -41,7 +41,10 @@ ISSUER, AUDIENCE = "esb-tests", "esb-api"
 
 def _test_settings(state_dir: Path) -> Settings:
     """Settings() from the environment, with only the local ports and the state dir replaced."""
-    kafka, controller, redis, ray, dashboard, api, metrics, otlp = processes.free_ports(8)
+    # Below the ephemeral range (processes.port_run): the OTLP port has no listener until
+    # test_tracing starts one, and a service restarted on its port must find it free.
+    first = processes.port_run(8)
+    kafka, controller, redis, ray, dashboard, api, metrics, otlp = range(first, first + 8)
     return Settings(
         metrics_port=metrics,
         # Spans go to tests/integration/test_tracing.py's OTLP receiver (dropped while it is not

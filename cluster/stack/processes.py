@@ -268,6 +268,41 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+# Ports handed out by port_run in this process: a run chosen for a stack whose services are
+# not all listening yet (or never listen, like an OTLP endpoint) is not handed out twice.
+_RUNS_HANDED_OUT: set[int] = set()
+
+
+def port_run(count: int, first: int = 21_000, last: int = 30_000) -> int:
+    """The first of `count` consecutive free ports, for a stack whose services must get their
+    port back when restarted (Redis, Kafka nodes, the Ray head, the API).
+
+    Not free_ports(): those come from the ephemeral range (ip_local_port_range, 32768-60999 by
+    default), where any process's bind to port 0 (Ray's servers, a new Serve replica) or a
+    connection's source port may take a port while its service is down, so the restart finds
+    it in use. This window is below that range and clear of Ray's worker ports (10002-19999)
+    and Serve's direct-ingress HTTP ports (30000-30999).
+
+    >>> first = port_run(3)
+    >>> first < 30_000 and not any(port_in_use(p) for p in range(first, first + 3))
+    True
+    """
+    span = last - first
+    base = first + (os.getpid() * 37) % span  # two processes (test sessions) start apart
+    scanned = 0
+    while scanned < span:
+        if base + count > last:  # wrap around to the window's start
+            scanned, base = scanned + last - base, first
+            continue
+        run = range(base, base + count)
+        taken = next((p for p in run if p in _RUNS_HANDED_OUT or port_in_use(p)), None)
+        if taken is None:
+            _RUNS_HANDED_OUT.update(run)
+            return base
+        scanned, base = scanned + taken + 1 - base, taken + 1
+    raise StackError(f"no {count} consecutive free ports in {first}..{last}")
+
+
 def require_free_ports(label: str, ports: Mapping[str, int], hint: str) -> None:
     """Fail before spawning when a port is taken, instead of a cryptic bind error in a log."""
     taken = [f"{name}={port}" for name, port in ports.items() if port_in_use(port)]

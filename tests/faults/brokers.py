@@ -1,9 +1,9 @@
-"""A private 3-broker stack for the broker fault tests, and what they do to it.
+"""A private stack for the fault tests (3 brokers, or 1), and what they do to it.
 
-The stack is `esb up --kafka-brokers 3` in a subprocess, as a user runs it: Redis, a Ray head,
-the API and three KRaft nodes, on free ports with their own state dir (the session's stack is
-single-broker and its API talks to its own broker). A killed node comes back the way `esb up`
-brings back whatever died: `local_stack.up` here in-process, without touching the API.
+The stack is `esb up --kafka-brokers N` in a subprocess, as a user runs it: Redis, a Ray head,
+the API and N KRaft nodes, on free ports below the ephemeral range with their own state dir
+(the session's stack is not killed: other tests share it). A killed service comes back the way
+`esb up` brings back whatever died: `local_stack.up` here in-process, without touching the API.
 
 `Publisher` is the client under test: it publishes batches with event ids over HTTP until
 stopped, sends a batch again (same ids) until every event in it is acknowledged, and keeps
@@ -15,39 +15,34 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 from confluent_kafka.admin import AdminClient
 
+from cluster.errors import StackError
 from cluster.security import auth_config_from, mint_token
 from cluster.settings import Settings
-from cluster.stack import local_stack, processes
+from cluster.stack import local_stack, processes, ray_head
 from cluster.stack.processes import ProcessRecord
+from tests.integration.conftest import read_topic
 from tests.integration.waiting import wait_for
 
 BROKERS = 3
 OUTSIDE = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "RAY_ADDRESS")
-
-
-def port_run(count: int, first: int = 21_000, last: int = 31_000) -> int:
-    """The first of `count` consecutive ports that are all free (below the ephemeral range, so
-    no outgoing connection takes one meanwhile); the nodes' ports are KAFKA_PORT + a step."""
-    base = first + (os.getpid() * 37) % (last - first)  # two sessions start apart
-    for _ in range(200):
-        if not any(processes.port_in_use(p) for p in range(base, base + count)):
-            return base
-        base = first + (base + count - first) % (last - first)
-    raise AssertionError(f"no {count} consecutive free ports in {first}..{last}")
 
 
 @dataclass
@@ -95,7 +90,13 @@ class ClusterStack:
         """What `esb up` does for a service that died: forget it, start it, wait until it
         answers (a Kafka node: a live broker again; Redis: from its AOF); the API and the
         rest are left as they are."""
-        local_stack.up(self.config, with_api=False, progress=self.log.append)
+        try:
+            local_stack.up(self.config, with_api=False, progress=self.log.append)
+        except StackError as exc:  # a port still taken: say by whom
+            step, nodes = self.config.kafka_port_step, self.config.kafka_brokers
+            kafka = range(self.config.kafka_port, self.config.kafka_port + step * nodes, step)
+            ports = (self.config.redis_port, *kafka)
+            raise AssertionError(f"{exc}\n{port_holders(ports)}") from exc
 
     def token(self, tenant: str) -> str:
         config = auth_config_from(self.settings)
@@ -106,10 +107,31 @@ class ClusterStack:
         return httpx.Client(base_url=self.settings.api_url, timeout=120, headers=auth)
 
 
-def start(state_dir: Path) -> ClusterStack:
-    """`esb up --kafka-brokers 3` on free ports in state_dir; StackError-free or it raises."""
-    kafka = port_run(2 * BROKERS)  # node n: KAFKA_PORT + 2(n-1), its controller on the next port
-    redis, ray, dashboard, api, metrics = processes.free_ports(5)
+def running(request: pytest.FixtureRequest, brokers: int = BROKERS) -> Iterator[ClusterStack]:
+    """A module fixture's body: the stack up, then down; its logs kept when a test failed."""
+    state_dir = Path(tempfile.mkdtemp(prefix="esb-faults-", dir="/tmp"))
+    failed_before = request.session.testsfailed
+    stack = start(state_dir, brokers)
+    try:
+        yield stack
+    finally:
+        down = stack.esb("down")
+        print("\n" + "\n".join(line for line in down.stdout.splitlines() if "stopped in" in line))
+        if request.session.testsfailed > failed_before or down.returncode != 0:
+            print(f"\n[esb] fault stack logs kept in {state_dir}\n{down.stdout}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(ray_head.temp_dir(stack.config), ignore_errors=True)
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+def start(state_dir: Path, brokers: int = BROKERS) -> ClusterStack:
+    """`esb up --kafka-brokers N` on free ports in state_dir; StackError-free or it raises.
+    The ports are below the ephemeral range (processes.port_run): Redis and the Kafka nodes
+    are killed and restarted on theirs."""
+    first = processes.port_run(2 * brokers + 5)
+    kafka = first  # node n: KAFKA_PORT + 2(n-1), its controller on the next port
+    redis, ray, dashboard, api, metrics = range(first + 2 * brokers, first + 2 * brokers + 5)
     ports = {
         "kafka_port": kafka,
         "kafka_controller_port": kafka + 1,
@@ -128,18 +150,32 @@ def start(state_dir: Path) -> ClusterStack:
         redis_url=None,
         ray_address=None,
         esb_state_dir=state_dir,
-        kafka_brokers=BROKERS,
+        kafka_brokers=brokers,
         **ports,  # type: ignore[arg-type]
     )
     stack = ClusterStack(config, config, env)
-    up = stack.esb("up", "--kafka-brokers", str(BROKERS))
+    up = stack.esb("up", "--kafka-brokers", str(brokers))
     stack.log += up.stdout.splitlines()
     if up.returncode != 0:
         stack.esb("down")
-        raise AssertionError(f"esb up --kafka-brokers 3 failed:\n{up.stdout}\n{up.stderr}")
+        raise AssertionError(f"esb up --kafka-brokers {brokers} failed:\n{up.stdout}\n{up.stderr}")
     # Everything runs: this only reads the state and the secrets, and resolves the addresses.
     stack.settings = local_stack.up(config, with_api=False, progress=stack.log.append)
     return stack
+
+
+def port_holders(ports: tuple[int, ...]) -> str:
+    """What `ss` shows bound to any of these local ports, with the processes (for a failure)."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return "(no `ss` here to show who holds the ports)"
+    found = [
+        subprocess.run(
+            [ss, "-tanpe", f"( sport = :{port} )"], capture_output=True, text=True
+        ).stdout
+        for port in ports
+    ]
+    return "\n".join(found)
 
 
 def out_of_sync(settings: Settings) -> list[str]:
@@ -150,7 +186,9 @@ def out_of_sync(settings: Settings) -> list[str]:
         meta = admin.list_topics(timeout=10)
     except Exception as exc:  # a metadata request that lands on the dying node
         return [repr(exc)]
-    problems = [] if len(meta.brokers) == BROKERS else [f"brokers {sorted(meta.brokers)}"]
+    problems = (
+        [] if len(meta.brokers) == settings.kafka_brokers else [f"brokers {sorted(meta.brokers)}"]
+    )
     for name, topic in meta.topics.items():
         for p in topic.partitions.values():
             if p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
@@ -233,3 +271,30 @@ class Publisher:
                 self.fatal = f"{answer.status_code}: {answer.text[:500]}"
                 return
             self._stop.wait(0.5)
+
+
+def _published(receipts: list[tuple[str, int | None, int | None]]) -> int:
+    return sum(status == "published" for status, _, _ in receipts)
+
+
+def check_the_topic(cluster: ClusterStack, topic: str, publisher: Publisher) -> None:
+    """Each event once on the topic, where its receipts say (read_committed)."""
+    records = read_topic(cluster.settings, topic, expected=len(publisher.sent))
+    at = {(r.partition(), r.offset()): orjson.loads(r.value())["id"] for r in records}
+    on_topic = Counter(at.values())
+    assert set(publisher.receipts) == publisher.sent  # the client saw every event acknowledged
+    lost, unknown = publisher.sent - set(on_topic), set(on_topic) - publisher.sent
+    assert (len(lost), sorted(lost)[:10], sorted(unknown)[:10]) == (0, [], [])
+    twice_on_topic = sorted(i for i, n in on_topic.items() if n > 1)
+    assert (len(twice_on_topic), twice_on_topic[:10]) == (0, [])  # retries added nothing
+    statuses = Counter(s for receipts in publisher.receipts.values() for s, _, _ in receipts)
+    twice = [i for i, rs in publisher.receipts.items() if _published(rs) > 1]
+    assert twice == []  # an id is published once, later answers are duplicates
+    misplaced = [
+        (i, (p, o), at.get((p, o)))
+        for i, receipts in publisher.receipts.items()
+        for _, p, o in receipts
+        if p is not None and o is not None and at.get((p, o)) != i
+    ]
+    assert misplaced == []  # each receipt says where the event is
+    print(f"[faults] receipts {dict(statuses)}")

@@ -9,12 +9,20 @@ oracle: nothing acknowledged lost, nothing counted twice.
   output topic, an owner was seen (2 runs in 4) to hang in send_offsets_to_transaction past its
   timeout after a broker kill (librdkafka #5456); the job's coordinator replaces an owner stuck
   in a step (actors.job.STUCK_S).
+- Redis SIGKILLed while a pipeline commits, down until an owner has failed a commit, then
+  restarted from its AOF: while it is down the API answers 503 with Retry-After (never 500);
+  afterwards every event is on the topic once and the results equal the oracle.
+- The API replica SIGKILLed mid-batch: an error or a whole answer, and a retry adds nothing.
+
+The stack's ports are below the ephemeral range (processes.port_run): with free_ports() a
+process binding port 0 could take Redis's port while it was down, and its restart failed.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,14 +34,23 @@ import orjson
 import pytest
 
 from cluster.kafka.topics import TopicAdmin
-from cluster.stack import ray_head
-from tests.faults.brokers import BROKERS, ClusterStack, Publisher, out_of_sync, start
+from tests.faults.brokers import (
+    BROKERS,
+    ClusterStack,
+    Publisher,
+    check_the_topic,
+    out_of_sync,
+    running,
+)
 from tests.integration.conftest import create_stream, read_topic
 from tests.integration.pipeline_helpers import (
     BASE_MS,
+    SEED_SPAN_MS,
     TENANT,
     caught_up,
     close_all_windows,
+    make_events,
+    one_record_per_partition,
     oracle,
     results_of,
     submit,
@@ -48,20 +65,7 @@ PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterStack]:
-    state_dir = Path(tempfile.mkdtemp(prefix="esb-faults-", dir="/tmp"))
-    failed_before = request.session.testsfailed
-    stack = start(state_dir)
-    try:
-        yield stack
-    finally:
-        down = stack.esb("down")
-        print("\n" + "\n".join(line for line in down.stdout.splitlines() if "stopped in" in line))
-        if request.session.testsfailed > failed_before or down.returncode != 0:
-            print(f"\n[esb] broker fault stack logs kept in {state_dir}\n{down.stdout}")
-        else:
-            shutil.rmtree(state_dir, ignore_errors=True)
-            shutil.rmtree(ray_head.temp_dir(stack.config), ignore_errors=True)
-        assert down.returncode == 0, down.stdout + down.stderr
+    yield from running(request, BROKERS)
 
 
 def test_esb_up_runs_three_brokers_and_rf3_topics(cluster: ClusterStack) -> None:
@@ -82,10 +86,6 @@ def test_esb_up_runs_three_brokers_and_rf3_topics(cluster: ClusterStack) -> None
     assert admin.broker_count() == BROKERS
     assert admin.configs(stream["kafka_topic"])["min.insync.replicas"] == "2"
     assert not out_of_sync(cluster.settings)
-
-
-def _published(receipts: list[tuple[str, int | None, int | None]]) -> int:
-    return sum(status == "published" for status, _, _ in receipts)
 
 
 def _event(batch: int, index: int) -> dict[str, Any]:
@@ -134,31 +134,8 @@ def test_acknowledged_events_survive_five_broker_kills_exactly_once(
             f"in sync): {rounds}; answers {dict(publisher.answers)}; {publisher.batches} "
             f"batches, {len(publisher.sent)} events, slowest answer {publisher.slowest_s:.1f}s"
         )
-        _check_the_topic(cluster, stream["kafka_topic"], publisher)
+        check_the_topic(cluster, stream["kafka_topic"], publisher)
         _check_the_pipeline(cluster, http, stream["kafka_topic"], pipeline_id)
-
-
-def _check_the_topic(cluster: ClusterStack, topic: str, publisher: Publisher) -> None:
-    """Each event once on the topic, where its receipts say (read_committed)."""
-    records = read_topic(cluster.settings, topic, expected=len(publisher.sent))
-    at = {(r.partition(), r.offset()): orjson.loads(r.value())["id"] for r in records}
-    on_topic = Counter(at.values())
-    assert set(publisher.receipts) == publisher.sent  # the client saw every event acknowledged
-    lost, unknown = publisher.sent - set(on_topic), set(on_topic) - publisher.sent
-    assert (len(lost), sorted(lost)[:10], sorted(unknown)[:10]) == (0, [], [])
-    twice_on_topic = sorted(i for i, n in on_topic.items() if n > 1)
-    assert (len(twice_on_topic), twice_on_topic[:10]) == (0, [])  # retries added nothing
-    statuses = Counter(s for receipts in publisher.receipts.values() for s, _, _ in receipts)
-    twice = [i for i, rs in publisher.receipts.items() if _published(rs) > 1]
-    assert twice == []  # an id is published once, later answers are duplicates
-    misplaced = [
-        (i, (p, o), at.get((p, o)))
-        for i, receipts in publisher.receipts.items()
-        for _, p, o in receipts
-        if p is not None and o is not None and at.get((p, o)) != i
-    ]
-    assert misplaced == []  # each receipt says where the event is
-    print(f"[faults] receipts {dict(statuses)}")
 
 
 def _check_the_pipeline(
@@ -172,7 +149,7 @@ def _check_the_pipeline(
     except AssertionError as exc:
         status = http.get(f"/api/v1/pipelines/{pipeline_id}").text
         raise AssertionError(f"{exc}: {status}") from None
-    assert wait_for(lambda: results_of(http, pipeline_id) == expected or None, "results") is True
+    _wait_for_results(http, pipeline_id, expected)
     out = read_topic(cluster.settings, f"esb.{TENANT}.kills-out", expected=len(expected))
     windows = Counter(
         (doc["key"], doc["window_start_ms"])
@@ -182,3 +159,177 @@ def _check_the_pipeline(
     assert set(windows) == set(expected) and max(windows.values()) == 1  # each window once
     restarts = http.get(f"/api/v1/pipelines/{pipeline_id}").json()["owner_restarts"]
     print(f"[faults] pipeline: {len(expected)} windows, results exact, owner restarts {restarts}")
+
+
+def test_pipeline_results_survive_a_redis_kill(cluster: ClusterStack) -> None:
+    """Redis SIGKILLed while a pipeline commits, then restarted from its AOF (appendfsync
+    everysec). It stays down until an owner has failed a commit (records keep arriving on
+    partition 0) and been replaced; what the last second lost, results and offsets
+    together, is computed again. Every event published is on the topic once and the results
+    equal the oracle. While Redis is down the API answers 503 with Retry-After, never 500."""
+    before, after = make_events(20_000, seed=7), make_events(5_000, seed=8)
+    answers: Counter[str] = Counter()
+    with cluster.client(TENANT) as http:
+        stream = create_stream(http, TENANT, "redis-kill", partitions=PARTITIONS)
+        pipeline_id = submit(http, stream["stream_id"], owners=2)
+        _publish(http, stream["stream_id"], before, answers)
+        wait_for(lambda: _committed(http, pipeline_id) > 0, "the first commits")
+        owners = _head_processes(cluster, b"ray::PartitionOwnerActor")
+        assert owners, "no partition owner in the private stack's Ray session"
+        cluster.kill("redis")
+        killed = time.monotonic()
+        # No batch is in flight: one sent now fails claiming its ids, before Kafka.
+        probe = {"stream_id": stream["stream_id"], "tenant_id": TENANT, "events": after[:100]}
+        down = wait_for(
+            lambda: _unavailable(http, probe, pipeline_id, answers), "a 503 while Redis is down"
+        )
+        # Input for partition 0 (straight to Kafka, which is up): its owner must commit, fail
+        # and be replaced while Redis is still down.
+        wait_for(
+            lambda: _an_owner_failed(cluster, stream["kafka_topic"], owners),
+            "an owner to fail its commit while Redis is down",
+        )
+        cluster.restart()
+        down_s = time.monotonic() - killed
+        _publish(http, stream["stream_id"], after, answers)
+        assert set(answers) <= {"200", "503"}, answers  # never a 500
+        assert down.headers["retry-after"].isdigit(), down.headers
+        assert down.headers["content-type"] == "application/problem+json"
+        assert "Redis is unavailable" in down.json()["detail"], down.text
+
+        records = read_topic(cluster.settings, stream["kafka_topic"], len(before) + len(after))
+        on_topic = Counter(orjson.loads(r.value())["id"] for r in records)
+        outage = [i for i in on_topic if i.startswith(f"{OUTAGE_KEY}-")]
+        published = +Counter({i: n for i, n in on_topic.items() if i not in outage})
+        assert published == Counter(e["event_id"] for e in before + after)  # each once
+        close_all_windows(cluster.settings, stream["kafka_topic"], PARTITIONS)
+        expected = oracle(cluster.settings, stream["kafka_topic"])
+        wait_for(lambda: caught_up(http, pipeline_id), "the pipeline to catch up", deadline_s=360)
+        _wait_for_results(http, pipeline_id, expected)
+        restarts = http.get(f"/api/v1/pipelines/{pipeline_id}").json()["owner_restarts"]
+        print(
+            f"\n[faults] Redis kill: down {down_s:.1f}s (restart included), {len(outage)} records "
+            f"meanwhile; answers {dict(answers)}; {len(expected)} windows exact, owner restarts "
+            f"{restarts} (not counted while Redis is down); while down: {down.json()['detail']}"
+        )
+
+
+def _wait_for_results(
+    http: httpx.Client, pipeline_id: str, expected: dict[tuple[str, int], tuple[int, int]]
+) -> None:
+    """Until the pipeline's results equal the oracle's; if they never do, which windows differ."""
+    try:
+        wait_for(lambda: results_of(http, pipeline_id) == expected, "results equal to the oracle")
+    except AssertionError as exc:
+        got = results_of(http, pipeline_id)
+        wrong = {w: (got.get(w), expected.get(w)) for w in got.keys() | expected.keys()}
+        differ = sorted((w, v) for w, v in wrong.items() if v[0] != v[1])
+        raise AssertionError(f"{exc}: {len(differ)} windows (got, oracle): {differ[:10]}") from None
+
+
+OUTAGE_KEY = "outage"
+
+
+def _an_owner_failed(cluster: ClusterStack, topic: str, owners: list[int]) -> bool:
+    """One more record on partition 0 (only there: a key's window is one partition's); True
+    once an owner that ran before the kill is gone."""
+    at = BASE_MS + 7 * SEED_SPAN_MS + 800_000  # after seed 7's events, before seed 8's
+    one_record_per_partition(cluster.settings, topic, 1, at, "order.placed", OUTAGE_KEY, amount=1)
+    return not set(owners) <= set(_head_processes(cluster, b"ray::PartitionOwnerActor"))
+
+
+def _unavailable(
+    http: httpx.Client, batch: dict[str, Any], pipeline_id: str, answers: Counter[str]
+) -> httpx.Response | None:
+    """A publish and a status read while Redis is down: the first 503 (none until the API
+    has noticed), every status counted."""
+    found = None
+    for answer in (
+        http.post("/api/v1/events/batch", json=batch),
+        http.get(f"/api/v1/pipelines/{pipeline_id}"),
+    ):
+        answers[str(answer.status_code)] += 1
+        if found is None and answer.status_code == 503:
+            found = answer
+    return found
+
+
+def _publish(
+    http: httpx.Client, stream_id: str, events: list[dict[str, Any]], answers: Counter[str]
+) -> None:
+    """In batches, each sent again (same ids: nothing twice) until the API answers it whole;
+    right after a Redis restart the first answers may be 503. Every status is counted."""
+    for first in range(0, len(events), 5_000):
+        chunk = events[first : first + 5_000]
+        body = {"stream_id": stream_id, "tenant_id": TENANT, "user_id": "chaos", "events": chunk}
+
+        def whole(b: dict[str, Any] = body) -> bool:
+            answer = http.post("/api/v1/events/batch", json=b)
+            answers[str(answer.status_code)] += 1
+            return answer.status_code == 200
+
+        wait_for(whole, "the batch to be published")
+
+
+def _committed(http: httpx.Client, pipeline_id: str) -> int:
+    status = http.get(f"/api/v1/pipelines/{pipeline_id}").json()
+    return sum(p["committed_offset"] or 0 for p in status.get("partitions_progress", []))
+
+
+def test_a_killed_api_replica_answers_whole_or_not_at_all(cluster: ClusterStack) -> None:
+    """The API replica SIGKILLed while a batch is in flight: the client gets an error or a
+    full answer, never a silent half; sending the batch again with the same ids until it is
+    answered whole leaves every event on the topic exactly once."""
+    with cluster.client(TENANT) as http:
+        stream = create_stream(http, TENANT, "replica-kill", partitions=PARTITIONS)
+        events = make_events(10_000, seed=9)
+        body = {"stream_id": stream["stream_id"], "tenant_id": TENANT, "events": events}
+        [replica] = _head_processes(cluster, b"ray::ServeReplica:")
+        answers: list[httpx.Response | Exception] = []
+
+        def send() -> None:
+            try:
+                answers.append(http.post("/api/v1/events/batch", json=body))
+            except httpx.HTTPError as exc:
+                answers.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        os.kill(replica, signal.SIGKILL)
+        sender.join(180)
+        [first] = answers
+        if isinstance(first, httpx.Response) and first.status_code == 200:
+            receipts = first.json()["events"]  # a full answer: every event accounted for
+            assert len(receipts) == len(events) and first.json()["failed"] == 0
+        else:
+            assert isinstance(first, Exception) or first.status_code >= 500, first
+        wait_for(
+            lambda: _head_processes(cluster, b"ray::ServeReplica:") not in ([], [replica]),
+            "a new replica",
+        )
+        retries: Counter[str] = Counter()
+        _publish(http, stream["stream_id"], events, retries)
+        out = read_topic(cluster.settings, stream["kafka_topic"], expected=len(events))
+        got = Counter(orjson.loads(r.value())["id"] for r in out)
+        assert got == Counter(e["event_id"] for e in events)  # once each, the retry added nothing
+        print(
+            f"\n[faults] replica kill: first answer {first!r}; retries {dict(retries)}; "
+            f"{len(events)} events once each"
+        )
+
+
+def _head_processes(cluster: ClusterStack, title: bytes) -> list[int]:
+    """Pids of the private stack's Ray workers whose process title starts with `title` (the
+    Serve replica, partition owners): processes of its Ray head's session."""
+    head = cluster.services()["ray"].pid
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if cmdline.startswith(title) and os.getsid(int(entry.name)) == head:
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return sorted(found)

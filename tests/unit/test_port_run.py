@@ -1,0 +1,38 @@
+"""processes.port_run: ports for restartable services, below the ephemeral range, never the
+same run twice in one process, never a port something holds."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from cluster.errors import StackError
+from cluster.stack import processes
+
+
+def test_runs_are_below_the_ephemeral_range_and_apart() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    runs = [range(first, first + 11) for first in (processes.port_run(11) for _ in range(5))]
+    assert all(run[-1] < min(low, 30_000) for run in runs)  # and below Serve's 30000-30999
+    taken = [p for run in runs for p in run]
+    assert len(taken) == len(set(taken))  # a run handed out is not handed out again
+
+
+def _free_window(size: int) -> int:
+    for first in range(25_000, 29_000, size):
+        window = range(first, first + size)
+        if not any(p in processes._RUNS_HANDED_OUT or processes.port_in_use(p) for p in window):
+            return first
+    raise AssertionError("no free window to test in")
+
+
+def test_a_port_in_use_is_stepped_over_and_a_full_window_refused() -> None:
+    first = _free_window(6)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first + 2))
+        holder.listen()
+        assert processes.port_run(3, first=first, last=first + 6) == first + 3
+        with pytest.raises(StackError, match="no 3 consecutive free ports"):
+            processes.port_run(3, first=first, last=first + 6)  # first + 3.. is handed out
