@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 CompressionType = Literal["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+DEFAULT_REPLICAS = 3  # a stream's replicas when it names none, as far as the brokers go
 
 
 class StreamConfig(BaseModel):
@@ -23,7 +24,13 @@ class StreamConfig(BaseModel):
     topic_name: str = Field(min_length=1, max_length=180, pattern=r"^[A-Za-z0-9._\-]+$")
     source_capability: str = Field(min_length=1, max_length=256)
     partitions: int = Field(default=3, ge=1, le=1000)
-    replication_factor: int = Field(default=1, ge=1, le=16)
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Replicas of the topic, capped at the brokers there are (with a warning). "
+        f"Unset: as many as the brokers allow, up to {DEFAULT_REPLICAS}.",
+    )
     retention_time_ms: int = Field(
         default=7 * 24 * 3600 * 1000, ge=-1, description="-1 keeps events forever."
     )
@@ -65,7 +72,8 @@ class StreamRecord(StreamConfig):
     kafka_topic: str
     created_by: str
     created_at: str
-    requested_replication_factor: int
+    replication_factor: int  # what the topic got
+    requested_replication_factor: int | None  # what was asked for (None: the default)
     schemas: dict[str, int] = Field(default_factory=dict)  # type: ignore[assignment]  # ids once saved
 
 

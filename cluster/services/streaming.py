@@ -14,7 +14,7 @@ from typing import Any
 
 from cluster import naming
 from cluster.errors import InvalidInput
-from cluster.models.streams import StreamConfig, StreamProvisioned, StreamRecord
+from cluster.models.streams import DEFAULT_REPLICAS, StreamConfig, StreamProvisioned, StreamRecord
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.schemas import SchemaRegistryService
 from cluster.settings import Settings
@@ -88,9 +88,10 @@ class EventStreamingService:
         await registry.reserve_name(tenant_id, config.stream_name, stream_id)
         try:
             brokers = await asyncio.to_thread(self._bus.topics.broker_count)
-            replication = min(config.replication_factor, brokers)
+            wanted = config.replication_factor or DEFAULT_REPLICAS
+            replication = min(wanted, brokers)
             warnings = []
-            if replication < config.replication_factor:
+            if config.replication_factor is not None and replication < wanted:
                 warnings.append(
                     f"replication_factor {config.replication_factor} capped to {replication}: "
                     f"the cluster has {brokers} broker(s)"
@@ -179,7 +180,11 @@ class EventStreamingService:
             changes.append(f"partitions: {have} -> {config.partitions}")
         elif config.partitions < have:
             warnings.append(f"partitions cannot shrink; the topic keeps {have}")
-        if config.replication_factor != record.requested_replication_factor:
+        replicas = config.replication_factor
+        if replicas is not None and replicas not in (
+            record.requested_replication_factor,
+            record.replication_factor,
+        ):
             warnings.append("replication_factor of an existing topic is not changed by apply")
         return changes, warnings
 

@@ -81,7 +81,8 @@ def test_esb_up_runs_three_brokers_and_rf3_topics(cluster: ClusterStack) -> None
     assert sorted(cluster.records()) == names
 
     with cluster.client(TENANT) as http:
-        stream = create_stream(http, TENANT, "rf3", partitions=PARTITIONS, replication_factor=3)
+        stream = create_stream(http, TENANT, "rf3", partitions=PARTITIONS)  # the default: RF3
+    assert stream["warnings"] == []
     admin = TopicAdmin(cluster.settings)
     assert admin.broker_count() == BROKERS
     assert admin.configs(stream["kafka_topic"])["min.insync.replicas"] == "2"

@@ -34,6 +34,10 @@ def test_event_published_over_http_is_a_cloudevent_on_the_topic(
     created = create_stream(http, "acme", f"users-{unique}", partitions=4, replication_factor=3)
     assert created["kafka_topic"] == f"esb.acme.users-{unique}"
     assert "capped to 1" in created["warnings"][0]
+    default = create_stream(http, "acme", f"plain-{unique}")  # as many as there are, no warning
+    assert default["warnings"] == []
+    record = http.get(f"/api/v1/streams/{default['stream_id']}").json()
+    assert (record["replication_factor"], record["requested_replication_factor"]) == (1, None)
 
     body = {
         "stream_id": created["stream_id"],

@@ -161,6 +161,7 @@ STREAM = StreamRecord(
     kafka_topic="esb.acme.t",
     created_by="me",
     created_at="now",
+    replication_factor=1,
     requested_replication_factor=1,
 )
 

@@ -31,6 +31,7 @@ STREAM = StreamRecord(
     kafka_topic="esb.acme.orders",
     created_by="t",
     created_at="2026-01-01T00:00:00Z",
+    replication_factor=1,
     requested_replication_factor=1,
 )
 
