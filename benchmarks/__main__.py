@@ -24,7 +24,7 @@ import orjson
 from benchmarks import charts, report
 from benchmarks.config import FULL, QUICK
 from benchmarks.machine import machine, versions
-from benchmarks.peers import quix_python
+from benchmarks.peers import bytewax_python, peer_version, quix_python
 from benchmarks.progress import Progress
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios import (
@@ -137,6 +137,8 @@ def main(argv: list[str]) -> int:
     progress(f"benchmark run '{config.name}': {', '.join(s for s in SCENARIOS if s in only)}")
     peers = {"window-throughput", "correlation"}
     quix = quix_python(Settings().esb_cache_dir, progress) if only & peers else None
+    wanted = "window-throughput" in only
+    bytewax = bytewax_python(Settings().esb_cache_dir, progress) if wanted else None
     work_dir = Path(tempfile.mkdtemp(prefix="esb-bench-work-"))
     try:
         with (
@@ -145,12 +147,14 @@ def main(argv: list[str]) -> int:
                 base_url=bench.settings.api_url, timeout=120, headers=bench.auth_header()
             ) as http,
         ):
-            ctx = Context(bench, http, config, progress, work_dir, quix)
+            ctx = Context(bench, http, config, progress, work_dir, quix, bytewax)
             results, profiled = run_scenarios(ctx, only)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
-    doc = document(config.name, started_at, time.monotonic() - began, results, profiled, quix)
+    doc = document(
+        config.name, started_at, time.monotonic() - began, results, profiled, quix, bytewax
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{stamp}.json"
     json_path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
@@ -176,6 +180,7 @@ def document(
     results: list[ScenarioResult],
     profiled: dict[str, Any],
     quix: Path | None,
+    bytewax: Path | None = None,
 ) -> dict[str, Any]:
     config = QUICK if name == "quick" else FULL
     not_measured = [f"{r.key}: {' '.join(r.notes)}" for r in results if r.status != "measured"]
@@ -188,7 +193,10 @@ def document(
         "reproduce": "make bench" if name == "full" else "make bench-quick",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "machine": machine(),
-        "versions": versions(quix),
+        "versions": {
+            **versions(quix),
+            **({"Bytewax": peer_version(bytewax, "bytewax")} if bytewax else {}),
+        },
         "scenarios": [r.to_dict() for r in results],
         "targets": [t.to_dict() for r in results for t in r.targets],
         "profile": profiled or None,

@@ -94,7 +94,7 @@ def ratios_table(result: ScenarioResult) -> str:
 def targets_table(targets: list[Target]) -> str:
     rows = []
     for t in targets:
-        digits = {"x": 2, "ms": 1}.get(t.unit, 0)
+        digits = {"x": 2, "ms": 1, "s": 1}.get(t.unit, 0)
         value = number(t.value, digits, f" {t.unit}".rstrip())
         rows.append([t.name, t.goal, value if t.value is not None else "—", t.status])
     return table(["target", "goal", "measured", "status"], rows)

@@ -81,6 +81,7 @@ class Context:
     progress: Progress
     work_dir: Path  # scratch files (results of runners), removed with the run
     quix_python: Path | None
+    bytewax_python: Path | None = None  # the Bytewax venv's (benchmarks/peers.py)
 
     def service_cpu(self) -> dict[str, float]:
         """CPU seconds so far of the broker and Redis (shared by every system measured)."""

@@ -26,7 +26,8 @@ import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from quix_common import Clock, new_app, write_results
+from peer_common import Clock, write_results
+from quix_common import new_app
 from quixstreams.state import State
 
 AFTER_MS = 60_000

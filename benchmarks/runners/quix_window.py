@@ -13,20 +13,15 @@ sentinel event closes every window as it does for our pipeline. Other settings a
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from quix_common import Clock, new_app, write_results
+from peer_common import Clock, window_arguments, write_results
+from quix_common import new_app
 from quixstreams.dataframe.windows import Count, Sum
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--expected", type=int, required=True, help="windows to wait for")
-    parser.add_argument("--results-out", default=None)
-    args = parser.parse_args()
+    args = window_arguments(__doc__)
 
     clock = Clock()
     app = new_app(args.bootstrap)

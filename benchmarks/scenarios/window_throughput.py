@@ -1,9 +1,10 @@
 """Scenario 1, window-throughput: the same 1 s tumbling count and sum per key over the same
-pre-loaded topic, by four systems, trial by trial:
+pre-loaded topic, by five systems, trial by trial:
 
 - raw ceiling: a bare confluent-kafka consume loop that only touches values;
 - bulk decode + Polars: that loop plus pipelines.decode and a Polars group-by, one process;
 - Quix Streams: its current release, in-process, in its own venv;
+- Bytewax: 0.21, its own Kafka source and fold_window, in-process, one worker, in its own venv;
 - our pipeline: submitted over the API as a Ray job with partition-owner actors; the clock runs
   from submit to the last window result in Redis (lag 0 and all results checked after).
 
@@ -25,6 +26,8 @@ from benchmarks.pipeline_run import ANALYTIC, create_stream, timed_pipeline_tria
 from benchmarks.scenario import ROOT, Context, ScenarioResult
 
 RAW, BULK, QUIX, OURS = "raw consume", "bulk decode + Polars", "Quix Streams", "our pipeline"
+BYTEWAX = "Bytewax"
+RUNNERS = ROOT / "benchmarks" / "runners"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         RAW: Runs(RAW, "bare confluent-kafka consume loop touching each value (the ceiling)"),
         BULK: Runs(BULK, "consume + pipelines.decode bulk decode + Polars group-by, no Ray"),
         QUIX: Runs(QUIX, "Quix Streams tumbling_window().agg(Count, Sum).final(), in-process"),
+        BYTEWAX: Runs(
+            BYTEWAX,
+            "Bytewax KafkaSource + fold_window (TumblingWindower, EventClock), in-process, "
+            "one worker (2-core machine)",
+        ),
         OURS: Runs(
             OURS,
             f"pipeline job, {config.pipeline_owners} partition-owner actors, "
@@ -63,8 +71,13 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         ),
     }
     result.systems = list(runs.values())
-    if ctx.quix_python is None:
-        runs[QUIX].failures.append("Quix Streams venv could not be set up")
+    peers = {
+        QUIX: (ctx.quix_python, "quix_window.py"),
+        BYTEWAX: (ctx.bytewax_python, "bytewax_window.py"),
+    }
+    for name, (python, _script) in peers.items():
+        if python is None:
+            runs[name].failures.append(f"{name} venv could not be set up")
     bootstrap = ctx.bench.settings.kafka_bootstrap
     common = ["--bootstrap", bootstrap, "--topic", loaded.topic]
     same = partial(_same_windows, loaded)
@@ -73,10 +86,10 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         ctx.runner_trial(runs[RAW], label, ["-m", "benchmarks.runners.raw_consume", *common], n)
         args = ["-m", "benchmarks.runners.bulk_polars", *common]
         ctx.runner_trial(runs[BULK], label, args, n, check=same)
-        if ctx.quix_python is not None:
-            script = str(ROOT / "benchmarks" / "runners" / "quix_window.py")
-            args = [script, *common, "--expected", str(loaded.expected.height)]
-            ctx.runner_trial(runs[QUIX], label, args, n, ctx.quix_python, check=same)
+        for name, (python, script) in peers.items():
+            if python is not None:
+                args = [str(RUNNERS / script), *common, "--expected", str(loaded.expected.height)]
+                ctx.runner_trial(runs[name], label, args, n, python, check=same)
         ctx.progress(f"{OURS}, {label} ...")
         try:
             sample, ok = timed_pipeline_trial(
@@ -96,14 +109,16 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
             ctx.progress(f"{OURS}, {label}: {sample.rate:,.0f} events/s")
         except Exception as exc:  # one failed trial must not lose the others
             runs[OURS].fail(label, exc, ctx.progress)
-    ours, raw, quix = (runs[k].median_rate() for k in (OURS, RAW, QUIX))
+    ours, raw, quix, bytewax = (runs[k].median_rate() for k in (OURS, RAW, QUIX, BYTEWAX))
     processing = runs[OURS].median_extra("processing_events_per_s")
     result.ratios = {
         "ours / Quix Streams": ratio(ours, quix),
+        "ours / Bytewax": ratio(ours, bytewax),
         "ours / raw ceiling": ratio(ours, raw),
         "ours / bulk decode + Polars": ratio(ours, runs[BULK].median_rate()),
         "ours (steady state) / raw ceiling": ratio(processing, raw),
         "Quix Streams / raw ceiling": ratio(quix, raw),
+        "Bytewax / raw ceiling": ratio(bytewax, raw),
     }
     result.targets = [
         Target(
@@ -120,6 +135,14 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
             0.5,
             unit="x",
         ),
+        Target(
+            "pipeline start, submit -> owners running",
+            "<= 1 s",
+            runs[OURS].median_extra("owners_ready_s"),
+            1.0,
+            higher_is_better=False,
+            unit="s",
+        ),
     ]
     result.extra = {
         "events": n,
@@ -129,7 +152,7 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         "topic": loaded.topic,
         "all_results_equal": all(
             not r.failures and all(s.extra.get("results_equal", True) for s in r.samples)
-            for r in (runs[BULK], runs[QUIX], runs[OURS])
+            for r in (runs[BULK], runs[QUIX], runs[BYTEWAX], runs[OURS])
         ),
     }
     result.notes.append(
@@ -137,6 +160,12 @@ def run(ctx: Context, loaded: LoadedTopic) -> ScenarioResult:
         "pipeline that includes submitting the Ray job (job driver and actor start-up); its "
         "'steady state' rate counts the records committed after the first commit was seen, "
         "over the time after it. For the one-process systems it counts from the first record."
+    )
+    result.notes.append(
+        "Bytewax windows by event time only (EventClock with its system clock frozen, one "
+        "worker): with the default clock the watermark also runs with wall time and in-order "
+        "events get dropped as late. Both peers take the event time from the Kafka record "
+        "timestamp (equal to the CloudEvent time); our pipeline parses the CloudEvent's."
     )
     return result
 
