@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from cluster.security import auth_config_from, mint_token
-from cluster.settings import Settings
-from serve.app import create_app
+from tests.unit.offline_app import offline_client
 
 EVENT = {
     "stream_id": "s",
@@ -23,19 +21,7 @@ EVENT = {
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     # Unreachable services: any test that got past validation would fail loudly.
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        redis_url="redis://127.0.0.1:1/0",
-        max_body_bytes=1000,
-        max_batch_events=3,
-        jwt_secret_key="k" * 32,
-    )
-    token = mint_token(auth_config_from(settings), "t", "admin", "tester", ttl_s=600)
-    return TestClient(
-        create_app(settings),
-        raise_server_exceptions=False,
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    return offline_client(max_body_bytes=1000, max_batch_events=3)
 
 
 @pytest.mark.parametrize(

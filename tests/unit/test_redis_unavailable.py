@@ -9,25 +9,13 @@ import redis.exceptions
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cluster.security import auth_config_from, mint_token
-from cluster.settings import Settings
 from serve import problems
-from serve.app import create_app
+from tests.unit.offline_app import offline_client
 
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    settings = Settings(
-        kafka_bootstrap_servers="127.0.0.1:1",
-        redis_url="redis://127.0.0.1:1/0",  # nothing listens: every Redis call is refused
-        jwt_secret_key="k" * 32,
-    )
-    token = mint_token(auth_config_from(settings), "t", "admin", "tester", ttl_s=600)
-    return TestClient(
-        create_app(settings),
-        raise_server_exceptions=False,
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    return offline_client()  # nothing listens on Redis's port: every Redis call is refused
 
 
 def _is_redis_down(answer: httpx.Response) -> None:
