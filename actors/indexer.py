@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.launcher import stop_one
 from cluster import naming, ray_client
 from cluster.services.indexing import EventIndexer
 from cluster.settings import Settings, get_settings, worker_env
@@ -58,14 +59,8 @@ class IndexerLauncher:
         ).remote()
 
     def stop(self) -> None:
-        rt = ray_client.connect(self._settings)
-        try:
-            actor = rt.get_actor(naming.INDEXER_NAME, naming.RAY_NAMESPACE)
-        except ValueError:
-            return
-        with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
-            rt.get(actor.stop.remote(), timeout=60)
-        rt.kill(actor, no_restart=True)
+        ray_client.connect(self._settings)
+        stop_one(naming.INDEXER_NAME, timeout_s=60)
 
     def status(self) -> dict[str, Any] | None:
         rt = ray_client.connect(self._settings)

@@ -26,14 +26,15 @@ def on_node(node_id: str) -> NodeAffinitySchedulingStrategy:
     return NodeAffinitySchedulingStrategy(node_id, soft=True)
 
 
-def stop_one(name: str) -> bool:
-    """Stop the named dispatcher gracefully, then kill it; False when there was none."""
+def stop_one(name: str, timeout_s: float = 30.0) -> bool:
+    """Stop the named actor (a dispatcher, the indexer) through its stop(), then kill it; False
+    when there was none."""
     try:
         actor = ray.get_actor(name, namespace=naming.RAY_NAMESPACE)
     except ValueError:
         return False
     with contextlib.suppress(Exception):  # a dead or stuck actor is killed anyway
-        ray.get(actor.stop.remote(), timeout=30)
+        ray.get(actor.stop.remote(), timeout=timeout_s)
     ray.kill(actor, no_restart=True)
     return True
 
