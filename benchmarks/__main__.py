@@ -24,7 +24,7 @@ import orjson
 from benchmarks import charts, report
 from benchmarks.config import FULL, QUICK
 from benchmarks.machine import machine, versions
-from benchmarks.peers import bytewax_python, peer_version, quix_python
+from benchmarks.peers import bytewax_python, quix_python
 from benchmarks.progress import Progress
 from benchmarks.scenario import Context, ScenarioResult
 from benchmarks.scenarios import (
@@ -193,10 +193,7 @@ def document(
         "reproduce": "make bench" if name == "full" else "make bench-quick",
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "machine": machine(),
-        "versions": {
-            **versions(quix),
-            **({"Bytewax": peer_version(bytewax, "bytewax")} if bytewax else {}),
-        },
+        "versions": versions(quix, bytewax),
         "scenarios": [r.to_dict() for r in results],
         "targets": [t.to_dict() for r in results for t in r.targets],
         "profile": profiled or None,

@@ -8,6 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peers import peer_version
+
 
 def _cpu_model() -> str:
     try:
@@ -59,7 +61,7 @@ def _package(name: str) -> str:
         return "not installed"
 
 
-def versions(quix_python: Path | None) -> dict[str, str]:
+def versions(quix_python: Path | None, bytewax_python: Path | None = None) -> dict[str, str]:
     from cluster.stack.kafka_broker import kafka_version
 
     found = {
@@ -70,9 +72,7 @@ def versions(quix_python: Path | None) -> dict[str, str]:
         "confluent-kafka": _package("confluent-kafka"),
     }
     if quix_python is not None:
-        probe = "import importlib.metadata as m; print(m.version('quixstreams'))"
-        done = subprocess.run([str(quix_python), "-c", probe], capture_output=True, text=True)
-        found["Quix Streams"] = done.stdout.strip() or "unknown"
+        found["Quix Streams"] = peer_version(quix_python, "quixstreams")
     try:
         redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
         found["Redis"] = next(
@@ -80,4 +80,6 @@ def versions(quix_python: Path | None) -> dict[str, str]:
         )
     except OSError:
         found["Redis"] = "unknown"
+    if bytewax_python is not None:
+        found["Bytewax"] = peer_version(bytewax_python, "bytewax")
     return found

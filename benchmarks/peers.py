@@ -35,11 +35,11 @@ def peer_python(
 ) -> Path | None:
     """The python of `name`'s venv (`requirements` installed), created on first use; None
     (with a message) if that fails."""
+    ready = ready_python(name, requirements, cache_dir)
+    if ready is not None:
+        return ready
     venv = venv_dir(name, requirements, cache_dir)
     python = venv / "bin" / "python"
-    marker = venv / ".complete"
-    if marker.exists():
-        return python
     progress(f"installing {name} into {venv} (once) ...")
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
@@ -51,7 +51,7 @@ def peer_python(
     except (subprocess.SubprocessError, OSError) as exc:
         progress(f"{name} could not be installed ({exc}); it is left out of this run")
         return None
-    marker.touch()
+    (venv / ".complete").touch()
     return python
 
 
