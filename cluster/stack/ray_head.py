@@ -37,6 +37,8 @@ from cluster.stack.secrets import SECRETS_DIR
 LABEL = "Ray head"
 TOKEN_FILE = "ray_token"
 READY_TIMEOUT_S = 90.0
+# A freed replica port is quarantined ~150 s (RAY_SERVE_PORT_QUARANTINE_S): room for restarts.
+REPLICA_PORTS = 64
 STOP_GRACE_S = 20.0
 HINT = (
     "Fix: read the log above (Ray's own logs are under /tmp/ray/session_latest/logs), "
@@ -78,15 +80,28 @@ def serve_env(settings: Settings) -> dict[str, str]:
     the replica runs our handlers on its main event loop. `proxy`: Serve's Python proxy, which
     also terminates TLS, so HTTPS always takes it. HAProxy keeps its files per Ray node; its
     stats and metrics ports are chosen free here, so several stacks (tests, `make run`) can
-    share a machine."""
+    share a machine.
+
+    Serve's own ports come from a run of this stack's: its fallback proxy, where HAProxy sends
+    requests while no replica is up (8500 by default, so with two stacks on a machine a
+    restarting replica's requests went to the other stack's proxy and got its 401s), and its
+    replicas' HTTP ports (30000-30999 for every cluster by default, so a replica restarted by
+    one stack could take the port another's replica just left)."""
     if settings.api_ingress != "haproxy" or settings.api_tls:
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
     metrics_port, stats_port = processes.free_ports(2)
+    # Below the ephemeral range, as Serve's default is; clear of port_run's default window.
+    fallback = processes.port_run(2 + REPLICA_PORTS, first=30_000, last=32_768)
+    replicas = fallback + 2
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback + 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(replicas),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(replicas + REPLICA_PORTS),
     }
 
 
