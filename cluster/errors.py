@@ -135,9 +135,26 @@ class Fenced(EsbError):
     title = "Fenced"
 
 
+def _retry_after(seconds: float | None) -> dict[str, str]:
+    if seconds is None:
+        return {}
+    # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
 class ServiceUnavailable(EsbError):
+    """503; `retry_after_s`, when known, says when trying again can succeed."""
+
     status = 503
     title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: float | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return _retry_after(self.retry_after_s)
 
 
 class StackError(EsbError):
@@ -194,10 +211,7 @@ class TooManyRequests(EsbError):
 
     @property
     def headers(self) -> dict[str, str]:
-        if self.retry_after_s is None:
-            return {}
-        # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+        return _retry_after(self.retry_after_s)
 
 
 class DecryptionFailed(EsbError):

@@ -6,13 +6,15 @@ import logging
 from typing import Any
 
 import redis.exceptions
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 
-from cluster.errors import EsbError
+from cluster.errors import EsbError, ServiceUnavailable
+from serve.websocket import refuse
 
 PROBLEM = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -67,10 +69,21 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-async def _esb_error(request: Request, exc: Exception) -> JSONResponse:
+def _where(conn: HTTPConnection) -> str:
+    return f"{conn.scope.get('method', 'WEBSOCKET')} {conn.url.path}"
+
+
+async def _esb_error(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     assert isinstance(exc, EsbError)
     if exc.status >= 500:
-        log.warning("%s %s failed: %s", request.method, request.url.path, exc.detail)
+        log.warning("%s failed: %s", _where(conn), exc.detail)
+    return await _answer(conn, exc)
+
+
+async def _answer(conn: HTTPConnection, exc: EsbError) -> JSONResponse | None:
+    if isinstance(conn, WebSocket):  # a socket's handler closes it (4000 + status)
+        await refuse(conn, exc)
+        return None
     extra = {"errors": exc.errors} if exc.errors else {}
     extra |= exc.extensions  # RFC 9457 extension members (e.g. current_version)
     # WWW-Authenticate on a 401, Retry-After on a 429 (cluster.errors).
@@ -93,15 +106,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("%s %s: Redis is unavailable: %r", request.method, request.url.path, exc)
-    return problem(
-        503,
-        "Service unavailable",
+async def _redis_down(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    log.warning("%s: Redis is unavailable: %r", _where(conn), exc)
+    down = ServiceUnavailable(
         f"Redis is unavailable ({type(exc).__name__}), so the request could not be answered; "
         f"try again in {REDIS_RETRY_AFTER_S} s (Retry-After)",
-        headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+        retry_after_s=REDIS_RETRY_AFTER_S,
     )
+    return await _answer(conn, down)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -110,11 +122,13 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(EsbError, _esb_error)
+    # These two answer requests and close sockets alike; Starlette types a handler as one or
+    # the other.
+    app.add_exception_handler(EsbError, _esb_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     for redis_down in REDIS_DOWN:
-        app.add_exception_handler(redis_down, _redis_down)
+        app.add_exception_handler(redis_down, _redis_down)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -7,7 +7,8 @@ Messages go through a bounded queue; a client that falls `limit` messages behind
 A refused socket is accepted, then closed at once with 4000 + the HTTP status the same request
 would get (4401 no or bad token, 4403 not allowed, 4404 unknown stream, pipeline, subscription or
 route, 4422 bad query, 4429 over quota, 4503 backend down) and the problem's detail as the
-reason: a rejection before the handshake would reach the client as a bare HTTP 403.
+reason: a rejection before the handshake would reach the client as a bare HTTP 403. A socket
+whose source breaks later (Redis goes away) is closed the same way, by the app's handlers.
 
 >>> close_code(NotFound("stream 'x' not found"))
 4404
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
 from cluster.errors import EsbError, NotFound
 
@@ -39,7 +41,9 @@ def close_reason(detail: str) -> str:
 
 
 async def refuse(websocket: WebSocket, exc: EsbError) -> None:
-    await websocket.accept()
+    """Close with the problem's code and detail; a socket not accepted yet is accepted first."""
+    if websocket.application_state == WebSocketState.CONNECTING:
+        await websocket.accept()
     await websocket.close(code=close_code(exc), reason=close_reason(exc.detail))
 
 
@@ -81,6 +85,8 @@ async def relay(
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if overflow.is_set():
             await websocket.close(code=1008, reason=f"client too slow: over {limit} behind")
+        elif tasks[0].done() and not tasks[0].cancelled() and (failed := tasks[0].exception()):
+            raise failed  # the source broke: the app's handlers close the socket (Redis: 4503)
     except WebSocketDisconnect:
         pass
     finally:

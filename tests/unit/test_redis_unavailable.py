@@ -1,15 +1,20 @@
 """Redis down is a 503 with Retry-After, never a 500: the real app against a Redis address that
-refuses connections, and each connection-class error raised by a route."""
+refuses connections, and each connection-class error raised by a route. A WebSocket is closed
+with 4503 and the same detail, when it opens or when its source loses Redis later."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import redis.exceptions
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from serve import problems
+from serve.websocket import relay
 from tests.unit.offline_app import offline_client
 
 
@@ -77,3 +82,33 @@ def test_other_redis_errors_stay_500() -> None:
 
     answer = TestClient(app, raise_server_exceptions=False).get("/boom")
     assert answer.status_code == 500 and "retry-after" not in answer.headers
+
+
+@pytest.mark.parametrize("path", ["/ws/events/s", "/ws/pipelines/p", "/ws/subscriptions/s"])
+def test_a_websocket_opened_while_redis_refuses_is_closed_4503(
+    client: TestClient, path: str
+) -> None:
+    with client.websocket_connect(path) as socket:
+        closed = socket.receive()
+    assert closed["type"] == "websocket.close" and closed["code"] == 4503, closed
+    assert closed["reason"].startswith("Redis is unavailable (ConnectionError)")
+
+
+def test_a_live_socket_whose_source_loses_redis_is_closed_4503() -> None:
+    app = FastAPI()
+    problems.install(app)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b'{"n": 1}'
+        raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+    @app.websocket("/ws")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await relay(websocket, source())
+
+    with TestClient(app).websocket_connect("/ws") as socket:
+        assert socket.receive_text() == '{"n": 1}'
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_text()
+    assert closed.value.code == 4503 and "Redis is unavailable" in closed.value.reason
