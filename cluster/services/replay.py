@@ -14,12 +14,12 @@ decrypt fails the replay: it never hides an event), and decoded in bulk
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
 import polars as pl
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from cluster import naming
 from cluster.errors import InvalidInput
@@ -65,9 +65,10 @@ class ReplayStart:
 
 
 def start_offsets(
-    consumer: Consumer, topic: str, marks: dict[int, tuple[int, int]], start: ReplayStart
+    marks: dict[int, tuple[int, int]], start: ReplayStart, at_time: Callable[[int], dict[int, int]]
 ) -> dict[int, int]:
-    """The first offset to read per partition of `marks` ((low, high) watermarks)."""
+    """The first offset to read per partition of `marks` ((low, high) watermarks), for a replay
+    or a new subscription's group; `at_time(ms)` looks a timestamp up (offsets_for_time)."""
     if start.position == "earliest":
         return {p: low for p, (low, _) in marks.items()}
     if start.position == "latest":
@@ -75,7 +76,7 @@ def start_offsets(
     if start.position == "offset":
         wanted = start.offset or 0
         return {p: max(low, min(wanted, high)) for p, (low, high) in marks.items()}
-    return offsets_for_time(consumer, topic, marks, start.time_ms or 0)
+    return at_time(start.time_ms or 0)
 
 
 class TopicReader:
@@ -97,7 +98,9 @@ class TopicReader:
             settings, naming.reader_group("replay"), **{"enable.partition.eof": False}
         )
         try:
-            self.positions = start_offsets(self.consumer, self.topic, marks, start)
+            self.positions = start_offsets(
+                marks, start, lambda ms: offsets_for_time(self.consumer, self.topic, marks, ms)
+            )
             # Without follow, each partition ends at its high watermark as seen now.
             self.ends = None if follow else {p: high for p, (_, high) in marks.items()}
             self.open = {p for p in self.positions if self.ends is None or self._left(p)}

@@ -36,6 +36,7 @@ from cluster.security.webhooks import check_webhook_url, new_secret
 from cluster.services.bus import Bus, shared_bus
 from cluster.services.dead_letters import MAX_DLQ_PAGE, DeadLetters
 from cluster.services.pull import pull_events
+from cluster.services.replay import ReplayStart, start_offsets
 from cluster.services.streaming import check_identifier
 from cluster.settings import Settings
 from cluster.stores.subscriptions import SubscriptionStore
@@ -147,15 +148,8 @@ class SubscriptionService:
                 topics.create(topic, 1, replication, {"retention.ms": str(14 * 24 * 3600_000)})
         marks = topics.watermarks(record.kafka_topic)
         config = record.config
-        if config.start_position == "earliest":
-            start = {p: low for p, (low, _) in marks.items()}
-        elif config.start_position == "latest":
-            start = {p: high for p, (_, high) in marks.items()}
-        elif config.start_position == "offset":
-            wanted = config.start_offset or 0
-            start = {p: max(low, min(wanted, high)) for p, (low, high) in marks.items()}
-        else:
-            start = self._offsets_for_time(record, marks, config.start_time_ms or 0)
+        where = ReplayStart(config.start_position, config.start_offset, config.start_time_ms)
+        start = start_offsets(marks, where, lambda ms: self._offsets_for_time(record, marks, ms))
         partitions = [TopicPartition(record.kafka_topic, p, o) for p, o in sorted(start.items())]
         request = ConsumerGroupTopicPartitions(record.group_id, partitions)
         admin = admin_client(self._bus.settings)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster.errors import InvalidInput
+from cluster.kafka.clients import offsets_for_time
 from cluster.services import replay as replay_module
 from cluster.services.replay import ReplayStart, checked_batch_size, start_offsets
 from pipelines.arrow_batch import to_batches, to_cloudevents
@@ -178,7 +179,10 @@ MARKS = {0: (2, 10), 1: (0, 3)}
 def test_start_positions_resolve_as_subscriptions_do(
     start: ReplayStart, expected: dict[int, int]
 ) -> None:
-    assert start_offsets(FakeConsumer(), "t", MARKS, start) == expected  # type: ignore[arg-type]
+    def at_time(ms: int) -> dict[int, int]:
+        return offsets_for_time(FakeConsumer(), "t", MARKS, ms)  # type: ignore[arg-type]
+
+    assert start_offsets(MARKS, start, at_time) == expected
 
 
 @pytest.mark.parametrize(
