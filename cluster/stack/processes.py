@@ -281,7 +281,7 @@ def port_run(count: int, first: int = 21_000, last: int = 30_000) -> int:
     default), where any process's bind to port 0 (Ray's servers, a new Serve replica) or a
     connection's source port may take a port while its service is down, so the restart finds
     it in use. This window is below that range and clear of Ray's worker ports (10002-19999)
-    and the runs of replica HTTP ports ray_head.serve_env takes from 30000-32767.
+    and the runs of Serve ports ray_head.serve_env takes from 30000-32767.
 
     >>> first = port_run(3)
     >>> first < 30_000 and not any(port_in_use(p) for p in range(first, first + 3))

@@ -16,7 +16,7 @@ from cluster.stack import processes, ray_head
 def test_runs_are_below_the_ephemeral_range_and_apart() -> None:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     runs = [range(first, first + 11) for first in (processes.port_run(11) for _ in range(5))]
-    assert all(run[-1] < min(low, 30_000) for run in runs)  # and below the replica ports
+    assert all(run[-1] < min(low, 30_000) for run in runs)  # and below Serve's ports
     taken = [p for run in runs for p in run]
     assert len(taken) == len(set(taken))  # a run handed out is not handed out again
 
@@ -39,7 +39,7 @@ def test_a_port_in_use_is_stepped_over_and_a_full_window_refused() -> None:
             processes.port_run(3, first=first, last=first + 6)  # first + 3.. is handed out
 
 
-def test_each_stack_gets_its_own_replica_ports() -> None:
+def test_each_stack_gets_its_own_serve_ports() -> None:
     """Two stacks on one machine: Serve's ports (replicas, fallback proxy, HAProxy's own) never
     overlap (else one stack's HAProxy could reach the other's), below the ephemeral range."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
