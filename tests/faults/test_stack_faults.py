@@ -20,6 +20,7 @@ process binding port 0 could take Redis's port while it was down, and its restar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -34,6 +35,7 @@ import orjson
 import pytest
 
 from cluster.kafka.topics import TopicAdmin
+from cluster.stack import processes
 from tests.faults.brokers import (
     BROKERS,
     ClusterStack,
@@ -323,15 +325,9 @@ def test_a_killed_api_replica_answers_whole_or_not_at_all(cluster: ClusterStack)
 def _head_processes(cluster: ClusterStack, title: bytes) -> list[int]:
     """Pids of the private stack's Ray workers whose process title starts with `title` (the
     Serve replica, partition owners): processes of its Ray head's session."""
-    head = cluster.services()["ray"].pid
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            if cmdline.startswith(title) and os.getsid(int(entry.name)) == head:
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile
-            continue
+    for pid in processes.session_members(cluster.services()["ray"].pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title):
+                found.append(pid)
     return sorted(found)
