@@ -135,18 +135,9 @@ class Fenced(EsbError):
     title = "Fenced"
 
 
-def _retry_after(seconds: float | None) -> dict[str, str]:
-    if seconds is None:
-        return {}
-    # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
-    return {"Retry-After": str(max(1, math.ceil(seconds)))}
-
-
-class ServiceUnavailable(EsbError):
-    """503; `retry_after_s`, when known, says when trying again can succeed."""
-
-    status = 503
-    title = "Service unavailable"
+class _RetryLater(EsbError):
+    """An error that passes: `retry_after_s`, when known, says when trying again can succeed,
+    sent as Retry-After."""
 
     def __init__(self, detail: str, *, retry_after_s: float | None = None, **kwargs: Any) -> None:
         super().__init__(detail, **kwargs)
@@ -154,7 +145,15 @@ class ServiceUnavailable(EsbError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return _retry_after(self.retry_after_s)
+        if self.retry_after_s is None:
+            return {}
+        # Retry-After is whole seconds; round up so a client that obeys it is not refused again.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class ServiceUnavailable(_RetryLater):
+    status = 503
+    title = "Service unavailable"
 
 
 class StackError(EsbError):
@@ -196,7 +195,7 @@ class Forbidden(EsbError):
     title = "Forbidden"
 
 
-class TooManyRequests(EsbError):
+class TooManyRequests(_RetryLater):
     """429: a quota is used up; `retry_after_s` says when trying again can succeed.
 
     `retry_after_s=None` when waiting does not help (a count quota: delete something first).
@@ -204,14 +203,6 @@ class TooManyRequests(EsbError):
 
     status = 429
     title = "Too many requests"
-
-    def __init__(self, detail: str, *, retry_after_s: float | None, **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
-        self.retry_after_s = retry_after_s
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return _retry_after(self.retry_after_s)
 
 
 class DecryptionFailed(EsbError):
